@@ -1,0 +1,265 @@
+"""Reject bad answers before cookiecutter writes anything.
+
+Every rule here exists because Kubernetes, Run:ai or MLflow would otherwise reject
+the job later, after an MLflow run was already created (and left RUNNING).
+All problems are collected and printed at once; a non-zero exit makes cookiecutter
+remove the half-made output folder.
+
+The module is self-contained (cookiecutter runs hooks as standalone scripts) and
+importable (tests and ``local_extensions`` use its pure functions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+# MLflow names the Job "<slug>-<26-char timestamp>"; Job names (and the job-name
+# label the API server derives from them) must stay within 63 characters.
+SLUG_MAX = 30
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SLUG = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+CPU_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+|[0-9]+m)$")
+MEMORY_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+MEMORY_UNITS = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+# The distribution reference grammar (docker/distribution reference/regexp.go), condensed.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+REPOSITORY = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+IMAGE_REFERENCE = re.compile(
+    rf"^(?P<repo>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+FREE_TEXT_FIELDS = ("project_name", "description", "author")
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    value: object
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.field} = {self.value!r}: {self.rule}"
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """A 'runai submit -g' value: whole GPUs become a limit, a fraction an annotation."""
+
+    kind: str  # "none" | "whole" | "fraction"
+    count: int = 0
+    fraction: str = ""
+
+
+def parse_gpu(raw: object) -> GpuRequest:
+    """Parse a GPU answer; raise ValueError with the rule it breaks."""
+    text = str(raw).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number: a whole number of GPUs, a fraction between 0 and 1, or 0") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if value < 0:
+        raise ValueError("must not be negative")
+    if value == 0:
+        return GpuRequest("none")
+    if value < 1:
+        return GpuRequest("fraction", fraction=repr(value))
+    if value != int(value):
+        raise ValueError(
+            "a GPU request of 1 or more must be a whole number (Kubernetes extended resources "
+            "are integers); use a fraction between 0 and 1 to share one GPU"
+        )
+    return GpuRequest("whole", count=int(value))
+
+
+def parse_cpu(text: str) -> Decimal:
+    if not CPU_QUANTITY.match(text):
+        raise ValueError("must be a CPU quantity such as 1, 0.5 or 500m")
+    return Decimal(text[:-1]) / 1000 if text.endswith("m") else Decimal(text)
+
+
+def parse_memory(text: str) -> Decimal:
+    match = MEMORY_QUANTITY.match(text)
+    if not match:
+        raise ValueError("must be a memory quantity such as 512Mi, 2Gi or 4G")
+    return Decimal(match.group(1)) * MEMORY_UNITS[match.group(2) or ""]
+
+
+def _check_free_text(answers: dict, problems: list[Problem]) -> None:
+    for field in FREE_TEXT_FIELDS:
+        value = str(answers.get(field, ""))
+        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            problems.append(Problem(field, value, "must be valid Unicode text without NUL characters"))
+    if not str(answers.get("project_name", "")).strip():
+        problems.append(Problem("project_name", answers.get("project_name"), "must not be empty"))
+
+
+def _check_names(answers: dict, problems: list[Problem]) -> None:
+    slug = str(answers.get("project_slug", ""))
+    if not SLUG.match(slug):
+        problems.append(Problem(
+            "project_slug", slug,
+            "must be a lowercase DNS label: a-z, 0-9 and '-', starting with a letter and ending "
+            "with a letter or digit (it names the MLflow project, the container and the image)",
+        ))
+    elif len(slug) > SLUG_MAX:
+        problems.append(Problem(
+            "project_slug", slug,
+            f"must be at most {SLUG_MAX} characters (it is {len(slug)}): MLflow names the Job "
+            "'<slug>-<26-character timestamp>' and Kubernetes caps Job names at 63",
+        ))
+    project = str(answers.get("runai_project", ""))
+    if not DNS_LABEL.match(project) or len("runai-" + project) > 63:
+        problems.append(Problem(
+            "runai_project", project,
+            "must be a lowercase DNS label (a-z, 0-9, '-') of at most 57 characters, "
+            "since the namespace is 'runai-<project>'",
+        ))
+    scheduler = str(answers.get("scheduler_name", ""))
+    if not DNS_SUBDOMAIN.match(scheduler) or len(scheduler) > 253:
+        problems.append(Problem("scheduler_name", scheduler, "must be a lowercase DNS name such as runai-scheduler"))
+    for field in ("node_type", "node_pool"):
+        value = str(answers.get(field, ""))
+        if not LABEL_VALUE.match(value) or len(value) > 63:
+            problems.append(Problem(
+                field, value,
+                "must be empty or a Kubernetes label value: at most 63 of A-Z a-z 0-9 - _ ., "
+                "starting and ending alphanumeric",
+            ))
+    for field in ("image_pull_secret", "credentials_secret"):
+        value = str(answers.get(field, ""))
+        if value and (not DNS_SUBDOMAIN.match(value) or len(value) > 253):
+            problems.append(Problem(field, value, "must be empty or a Secret name (lowercase DNS name)"))
+    context = str(answers.get("kube_context", ""))
+    if context != context.strip() or any(c.isspace() and c != " " for c in context):
+        problems.append(Problem("kube_context", context, "must be a context name from 'kubectl config get-contexts'"))
+
+
+def _check_images(answers: dict, problems: list[Problem]) -> None:
+    base = str(answers.get("base_image", ""))
+    match = IMAGE_REFERENCE.match(base)
+    if not match:
+        problems.append(Problem("base_image", base, "must be an image reference such as python:3.11-slim"))
+    elif not (match.group("tag") or match.group("digest")):
+        problems.append(Problem(
+            "base_image", base, "must name a tag or digest, e.g. python:3.11-slim, so builds are reproducible"))
+    elif match.group("tag") == "latest" and not match.group("digest"):
+        problems.append(Problem(
+            "base_image", base, "must not be ':latest'; pin a version tag so builds are reproducible"))
+    repo = str(answers.get("image_repository", ""))
+    if repo != repo.lower():
+        problems.append(Problem(
+            "image_repository", repo, "must be lowercase (Docker rejects uppercase repository names)"))
+    elif not REPOSITORY.match(repo):
+        problems.append(Problem(
+            "image_repository", repo,
+            "must be an image repository without tag or digest, e.g. registry.example.com/team/project "
+            "(MLflow adds the tag)",
+        ))
+    elif match and match.group("repo") == repo:
+        problems.append(Problem(
+            "image_repository", repo,
+            "must differ from the base image's repository: MLflow pushes the project image there",
+        ))
+
+
+def _check_resources(answers: dict, problems: list[Problem]) -> GpuRequest | None:
+    gpu = None
+    try:
+        gpu = parse_gpu(answers.get("gpu", ""))
+    except ValueError as err:
+        problems.append(Problem("gpu", answers.get("gpu"), str(err)))
+    for kind, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
+        request_field, limit_field = f"{kind}_request", f"{kind}_limit"
+        request_text = str(answers.get(request_field, "")).strip()
+        limit_text = str(answers.get(limit_field, "")).strip()
+        request = limit = None
+        try:
+            request = parse(request_text)
+            if request <= 0:
+                raise ValueError("must be greater than zero")
+        except (ValueError, InvalidOperation) as err:
+            problems.append(Problem(request_field, request_text, str(err)))
+        if limit_text:
+            try:
+                limit = parse(limit_text)
+            except (ValueError, InvalidOperation) as err:
+                problems.append(Problem(limit_field, limit_text, str(err) + " (or empty for no limit)"))
+        if request is not None and limit is not None and limit < request:
+            problems.append(Problem(limit_field, limit_text, f"must not be below {request_field} ({request_text})"))
+    return gpu
+
+
+def _check_durations(answers: dict, problems: list[Problem]) -> None:
+    rules = {
+        "active_deadline_seconds": (1, "must be a positive whole number of seconds"),
+        "ttl_seconds_after_finished": (300, "must be a whole number of seconds, at least 300: MLflow polls the "
+                                            "Job every 5 s and crashes if it was already deleted"),
+    }
+    for field, (minimum, rule) in rules.items():
+        text = str(answers.get(field, "")).strip()
+        if not text.isdigit() or int(text) < minimum:
+            problems.append(Problem(field, text, rule))
+
+
+def _check_combinations(answers: dict, gpu: GpuRequest | None, problems: list[Problem]) -> None:
+    pull, creds = str(answers.get("image_pull_secret", "")), str(answers.get("credentials_secret", ""))
+    if pull and pull == creds:
+        problems.append(Problem(
+            "credentials_secret", creds,
+            "must differ from image_pull_secret: a registry pull secret holds .dockerconfigjson, "
+            "not environment variables",
+        ))
+    if gpu and gpu.kind == "fraction" and answers.get("scheduler_name") == "default-scheduler":
+        problems.append(Problem(
+            "gpu", answers.get("gpu"),
+            "a GPU fraction needs the Run:ai scheduler; default-scheduler ignores the gpu-fraction annotation",
+        ))
+
+
+def validate(answers: dict) -> list[Problem]:
+    """Return every problem with the answers, in question order."""
+    problems: list[Problem] = []
+    _check_free_text(answers, problems)
+    _check_names(answers, problems)
+    gpu = _check_resources(answers, problems)
+    _check_images(answers, problems)
+    _check_durations(answers, problems)
+    _check_combinations(answers, gpu, problems)
+    return problems
+
+
+def report(problems: list[Problem]) -> str:
+    lines = [f"runai-mlflow: {len(problems)} answer(s) need fixing; nothing was generated."]
+    lines += [f"  - {problem}" for problem in problems]
+    lines.append(
+        "Fix them and run cookiecutter again (answers given on the command line, e.g. gpu=0.5, "
+        "or edit the replay file in ~/.cookiecutter_replay/ and pass --replay-file)."
+    )
+    return "\n".join(lines)
+
+
+def main(answers: dict) -> int:
+    problems = validate(answers)
+    if problems:
+        print(report(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    # Cookiecutter renders this file with Jinja first: the answers arrive as a Python string literal.
+    sys.exit(main(json.loads({{ cookiecutter | jsonify | py_str }})))  # noqa: F821

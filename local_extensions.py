@@ -1,0 +1,41 @@
+"""Jinja filters that render answers through real escaping, never string pasting.
+
+Free-text answers may hold quotes, colons, '#', newlines or '{{'; each filter emits a
+literal of the target language that parses back to exactly the answer.
+"""
+
+import json
+
+import yaml
+from cookiecutter.utils import simple_filter
+
+from hooks.pre_gen_project import parse_gpu
+
+
+@simple_filter
+def yaml_str(value):
+    """A double-quoted YAML scalar (safe inside flow or block context)."""
+    text = yaml.safe_dump(str(value), default_style='"', width=float("inf"), allow_unicode=True)
+    return text.removesuffix("\n...\n").rstrip("\n")
+
+
+@simple_filter
+def json_str(value):
+    return json.dumps(value, ensure_ascii=False)
+
+
+@simple_filter
+def py_str(value):
+    return repr(str(value))
+
+
+@simple_filter
+def gpu_spec(value):
+    return parse_gpu(value)
+
+
+@simple_filter
+def answers_json(context):
+    """The user's answers (no private keys or local paths), to regenerate the project later."""
+    answers = {key: value for key, value in context.items() if not key.startswith("_")}
+    return json.dumps(answers, indent=2, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,98 @@
+"""Bad answers are rejected with a message naming the field and the rule, and nothing is written."""
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+from hooks.pre_gen_project import parse_gpu, validate
+
+from .conftest import DEFAULTS, ROOT
+
+# (answers, field named in the message, words of the rule)
+BAD_ANSWERS = [
+    ({"project_slug": "My_Project"}, "project_slug", "lowercase DNS label"),
+    ({"project_slug": "9lives"}, "project_slug", "starting with a letter"),
+    ({"project_slug": "trailing-"}, "project_slug", "lowercase DNS label"),
+    ({"project_slug": "a" * 31}, "project_slug", "at most 30 characters"),
+    ({"runai_project": "Team_A"}, "runai_project", "DNS label"),
+    ({"runai_project": "r" * 58}, "runai_project", "at most 57"),
+    ({"gpu": "two"}, "gpu", "must be a number"),
+    ({"gpu": "-1"}, "gpu", "must not be negative"),
+    ({"gpu": "1.5"}, "gpu", "whole number"),
+    ({"gpu": "nan"}, "gpu", "finite"),
+    ({"cpu_request": "1 core"}, "cpu_request", "CPU quantity"),
+    ({"cpu_request": "0"}, "cpu_request", "greater than zero"),
+    ({"memory_request": "2GB"}, "memory_request", "memory quantity"),
+    ({"memory_limit": "lots"}, "memory_limit", "memory quantity"),
+    ({"cpu_request": "4", "cpu_limit": "2"}, "cpu_limit", "must not be below cpu_request"),
+    ({"memory_request": "8Gi", "memory_limit": "4Gi"}, "memory_limit", "must not be below memory_request"),
+    ({"active_deadline_seconds": "0"}, "active_deadline_seconds", "positive whole number"),
+    ({"active_deadline_seconds": "1.5"}, "active_deadline_seconds", "positive whole number"),
+    ({"ttl_seconds_after_finished": "60"}, "ttl_seconds_after_finished", "at least 300"),
+    ({"ttl_seconds_after_finished": "-1"}, "ttl_seconds_after_finished", "at least 300"),
+    ({"image_repository": "Registry.example.com/Team/X"}, "image_repository", "lowercase"),
+    ({"image_repository": "registry.example.com/team/x:v1"}, "image_repository", "without tag"),
+    ({"image_repository": "not a repo"}, "image_repository", "without tag"),
+    ({"base_image": "python"}, "base_image", "tag or digest"),
+    ({"base_image": "python:latest"}, "base_image", "latest"),
+    ({"base_image": "python:3.11 slim"}, "base_image", "image reference"),
+    ({"base_image": "reg.io/py:3", "image_repository": "reg.io/py"}, "image_repository", "must differ"),
+    ({"node_type": "dgx a100"}, "node_type", "label value"),
+    ({"node_pool": "-pool"}, "node_pool", "label value"),
+    ({"image_pull_secret": "Reg_Cred"}, "image_pull_secret", "Secret name"),
+    ({"image_pull_secret": "creds", "credentials_secret": "creds"}, "credentials_secret", "must differ"),
+    ({"gpu": "0.5", "scheduler_name": "default-scheduler"}, "gpu", "needs the Run:ai scheduler"),
+    ({"scheduler_name": "Runai Scheduler"}, "scheduler_name", "DNS name"),
+    ({"kube_context": "prod\n"}, "kube_context", "context name"),
+    ({"project_name": "  "}, "project_name", "must not be empty"),
+    ({"description": "nul\x00byte"}, "description", "NUL"),
+]
+
+
+def answers_with(**changes):
+    answers = {key: (value[0] if isinstance(value, list) else value) for key, value in DEFAULTS.items()
+               if not key.startswith("_")}
+    answers.update(project_slug="wine-quality-elasticnet", image_repository="registry.example.com/team-a/wine")
+    answers.update(changes)
+    return answers
+
+
+def _id(case):
+    return "-".join(f"{key}={value!r}"[:40] for key, value in case[0].items())
+
+
+@pytest.mark.parametrize("case", BAD_ANSWERS, ids=_id)
+def test_rule_names_field_and_reason(case):
+    changes, field, rule = case
+    problems = validate(answers_with(**changes))
+    assert [p.field for p in problems] == [field], problems
+    assert rule in problems[0].rule
+    assert field in str(problems[0]) and repr(problems[0].value) in str(problems[0])
+
+
+def test_defaults_are_valid():
+    assert validate(answers_with()) == []
+
+
+def test_all_problems_are_reported_at_once():
+    problems = validate(answers_with(gpu="1.5", project_slug="Bad", ttl_seconds_after_finished="1"))
+    assert {p.field for p in problems} == {"gpu", "project_slug", "ttl_seconds_after_finished"}
+
+
+@pytest.mark.parametrize("raw, kind, count, fraction", [
+    ("0", "none", 0, ""), ("0.0", "none", 0, ""), (".5", "fraction", 0, "0.5"), ("0.25", "fraction", 0, "0.25"),
+    ("1", "whole", 1, ""), ("8.0", "whole", 8, ""), (" 2 ", "whole", 2, ""),
+])
+def test_gpu_answers_map_like_runai_submit(raw, kind, count, fraction):
+    gpu = parse_gpu(raw)
+    assert (gpu.kind, gpu.count, gpu.fraction) == (kind, count, fraction)
+
+
+@pytest.mark.parametrize("case", BAD_ANSWERS[::4] + BAD_ANSWERS[-5:-1], ids=_id)
+def test_cookiecutter_refuses_and_leaves_no_folder(tmp_path, capfd, case):
+    changes, field, rule = case
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(ROOT), no_input=True, extra_context=changes, output_dir=str(tmp_path), default_config=True)
+    err = capfd.readouterr().err
+    assert field in err and rule in err and "nothing was generated" in err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,103 @@
+"""Check the submitting environment before `mlflow run` creates an MLflow run.
+
+MLflow creates the run first and checks Docker and Kubernetes afterwards, so any of
+these mistakes would leave a run stuck in RUNNING. Exit code 2 means "fix and retry".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+HERE = Path(__file__).resolve().parent
+
+
+def _is_http(uri: str) -> bool:
+    parsed = urlparse(uri)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+def check_tracking_uris(env: dict) -> list[str]:
+    problems = []
+    uri = env.get("MLFLOW_TRACKING_URI", "")
+    if not _is_http(uri):
+        problems.append(
+            f"MLFLOW_TRACKING_URI is {uri!r}; set it to your tracking server's http(s) URL as seen from "
+            "this machine, e.g. export MLFLOW_TRACKING_URI=https://mlflow.example.com "
+            "(a local file or sqlite store means nothing inside the pod)."
+        )
+    pod_uri = env.get("KUBE_MLFLOW_TRACKING_URI", "")
+    if not _is_http(pod_uri):
+        problems.append(
+            f"KUBE_MLFLOW_TRACKING_URI is {pod_uri!r}; set it to the tracking server's http(s) URL as seen "
+            "from pods, e.g. export KUBE_MLFLOW_TRACKING_URI=http://mlflow.mlflow.svc:5000 "
+            "(use $MLFLOW_TRACKING_URI if it is the same)."
+        )
+    return problems
+
+
+def check_docker() -> list[str]:
+    try:
+        result = subprocess.run(["docker", "info"],
+                                capture_output=True, text=True, timeout=30)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as err:
+        return [f"Docker is not usable ({err}); install Docker and start the daemon: MLflow builds the image locally."]
+    if result.returncode != 0:
+        reason = result.stderr.strip() or result.stdout.strip()
+        return [f"Docker is not running ({reason}); start the daemon and retry."]
+    return []
+
+
+def check_kubernetes(config: dict, namespace: str) -> list[str]:
+    from kubernetes import client
+    from kubernetes import config as kube_config
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    context = config.get("kube-context")
+    try:
+        kube_config.load_kube_config(context=context)
+    except (ConfigException, FileNotFoundError) as err:
+        where = f"context {context!r}" if context else "the current context"
+        return [f"Cannot load {where} from your kubeconfig ({err}); check 'kubectl config get-contexts' "
+                "and the kube-context in kubernetes_config.json."]
+    try:
+        client.CoreV1Api().read_namespace(namespace, _request_timeout=15)
+    except ApiException as err:
+        if err.status == 404:
+            return [f"Namespace {namespace!r} does not exist; is the Run:ai project created, "
+                    "and is this the right cluster?"]
+        if err.status == 403:
+            return []  # Users often may create Jobs without reading namespaces; the submission will tell.
+        return [f"The Kubernetes API refused to read namespace {namespace!r}: {err.status} {err.reason}"]
+    except Exception as err:  # noqa: BLE001 - connection errors come in many types
+        return [f"Cannot reach the Kubernetes API: {err}"]
+    return []
+
+
+def job_namespace(template: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(template.read_text())["metadata"]["namespace"]
+
+
+def main() -> int:
+    config = json.loads((HERE / "kubernetes_config.json").read_text())
+    problems = check_tracking_uris(dict(os.environ)) + check_docker()
+    if not problems:
+        problems = check_kubernetes(config, job_namespace(HERE / config["kube-job-template-path"]))
+    for problem in problems:
+        print(f"preflight: {problem}", file=sys.stderr)
+    if problems:
+        print("preflight: nothing was submitted and no MLflow run was created.", file=sys.stderr)
+        return 2
+    print("preflight: tracking URIs, Docker and Kubernetes look good.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
