@@ -1,0 +1,169 @@
+"""Docker, the loopback registry, and the images built here because none can be pulled.
+
+- pause: a static Go program in a FROM-scratch image, the pod sandbox image containerd uses.
+- local/python:3.11-bookworm: Debian bookworm from debootstrap with python3/venv/pip, imported
+  into Docker, carrying this machine's CA bundle so pip inside `docker build` trusts the package
+  index exactly as the host does. Usable as a generated project's base_image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from .procs import Daemon
+from .progress import ClusterError, say, step
+from .settings import ClusterSettings
+
+PYTHON_BASE_IMAGE = "local/python:3.11-bookworm"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+}
+
+
+def services_dir(settings: ClusterSettings) -> Path:
+    """Pid files and logs of the shared services (Docker, registry); they outlive a cluster's state."""
+    return settings.state_dir.parent / "services"
+
+
+def dockerd(settings: ClusterSettings) -> Daemon:
+    base = services_dir(settings)
+    return Daemon("dockerd", ["dockerd", "--pidfile", str(base / "dockerd.docker-pid")],
+                  base / "dockerd.pid", base / "dockerd.log")
+
+
+def registry(settings: ClusterSettings) -> Daemon:
+    base = services_dir(settings)
+    return Daemon("registry", [shutil.which("docker-registry") or "docker-registry", "serve",
+                               str(base / "registry.yml")], base / "registry.pid", base / "registry.log")
+
+
+def docker_ready() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def ensure_docker(settings: ClusterSettings) -> None:
+    if docker_ready():
+        return
+    with step("start Docker (dockerd)"):
+        daemon = dockerd(settings)
+        if not daemon.alive():
+            daemon.start()
+        deadline = time.monotonic() + 60
+        while not docker_ready():
+            if not daemon.alive() or time.monotonic() > deadline:
+                raise ClusterError("dockerd did not become ready", daemon.log_file)
+            time.sleep(0.5)
+
+
+def registry_ready(settings: ClusterSettings) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{settings.registry}/v2/", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def ensure_registry(settings: ClusterSettings) -> None:
+    if registry_ready(settings):
+        return
+    with step(f"start registry on {settings.registry}"):
+        daemon = registry(settings)
+        storage = settings.state_dir.parent / "registry"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = services_dir(settings) / "registry.yml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        # Our own config: Debian's default turns on htpasswd auth.
+        config.write_text(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {settings.registry}\n"
+        )
+        if not daemon.alive():
+            daemon.start()
+        deadline = time.monotonic() + 30
+        while not registry_ready(settings):
+            if not daemon.alive() or time.monotonic() > deadline:
+                raise ClusterError("docker-registry did not start", daemon.log_file)
+            time.sleep(0.2)
+
+
+def _docker(*args: str, input: bytes | None = None) -> None:
+    result = subprocess.run(["docker", *args], input=input, capture_output=True)
+    if result.returncode != 0:
+        raise ClusterError(f"docker {' '.join(args[:2])} failed: {result.stderr.decode(errors='replace')[-1500:]}")
+
+
+def image_exists(reference: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode == 0
+
+
+def ensure_pause_image(settings: ClusterSettings) -> None:
+    """Build and push the sandbox image; containerd re-pulls it from the registry if it is GC'd."""
+    with step(f"pause image {settings.pause_image}"):
+        if not image_exists(settings.pause_image):
+            with tempfile.TemporaryDirectory() as context:
+                shutil.copy2(settings.pause_bin, Path(context) / "pause")
+                (Path(context) / "Dockerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
+                _docker("build", "-q", "-t", settings.pause_image, context)
+        _docker("push", settings.pause_image)
+
+
+def _ca_digest() -> str:
+    return hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()[:16]
+
+
+def _image_label(reference: str, label: str) -> str:
+    result = subprocess.run(["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{label}"}}}}',
+                             reference], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def ensure_python_base_image(settings: ClusterSettings) -> str:
+    """The offline base image; rebuilt only when missing or when the host CA bundle changed."""
+    digest = _ca_digest()
+    if image_exists(PYTHON_BASE_IMAGE) and _image_label(PYTHON_BASE_IMAGE, "runai-mlflow.ca") == digest:
+        return PYTHON_BASE_IMAGE
+    rootfs = settings.cache_dir / "rootfs" / "bookworm-python3"
+    if not (rootfs / "usr/bin/python3").exists():
+        say("debootstrap Debian bookworm with python3 (about 1 min, cached afterwards)")
+        with step("debootstrap bookworm"):
+            partial = rootfs.with_name(rootfs.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            log = settings.cache_dir / "build-logs" / "debootstrap.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as out:
+                result = subprocess.run(
+                    ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
+                     "bookworm", str(partial), DEBIAN_MIRROR], stdout=out, stderr=subprocess.STDOUT)
+            if result.returncode != 0:
+                raise ClusterError("debootstrap failed", log)
+            for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+                for path in (partial / leftover).glob("*"):
+                    if path.is_file():
+                        path.unlink()
+            shutil.rmtree(rootfs, ignore_errors=True)
+            partial.rename(rootfs)
+    with step(f"docker import {PYTHON_BASE_IMAGE}"):
+        shutil.copy2(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
+        changes = [f"ENV {key}={value}" for key, value in BASE_ENV.items()]
+        changes += [f"LABEL runai-mlflow.ca={digest}", 'CMD ["python3"]']
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        args = ["docker", "import"] + [arg for change in changes for arg in ("--change", change)]
+        result = subprocess.run([*args, "-", PYTHON_BASE_IMAGE], stdin=tar.stdout, capture_output=True)
+        tar.wait()
+        if result.returncode != 0 or tar.returncode != 0:
+            raise ClusterError(f"docker import failed: {result.stderr.decode(errors='replace')}")
+    return PYTHON_BASE_IMAGE
