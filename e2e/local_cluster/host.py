@@ -37,8 +37,8 @@ def check_prerequisites(settings: ClusterSettings, ours: set[int]) -> None:
         raise ClusterError("the local cluster needs root (it runs a kubelet, containerd and iptables)")
     missing = [c for c in REQUIRED_COMMANDS if not shutil.which(c)]
     if missing:
-        raise ClusterError(f"missing commands {missing}: run `make cluster-deps` (apt-get install "
-                           "docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables)")
+        raise ClusterError(f"missing commands {missing}: run `make cluster-deps` (apt-get install docker.io "
+                           "containerd runc containernetworking-plugins docker-registry debootstrap iptables)")
     if not Path("/usr/lib/cni/bridge").exists():
         raise ClusterError("CNI plugins are missing in /usr/lib/cni: apt-get install containernetworking-plugins")
     free = shutil.disk_usage(settings.state_dir.parent if settings.state_dir.parent.exists() else "/").free

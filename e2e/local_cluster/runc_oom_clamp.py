@@ -28,7 +28,7 @@ def clamp(spec_file: str, in_process: bool) -> None:
 
 
 def main(argv: list[str]) -> None:
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in zip(argv, argv[1:], strict=False):
         if flag in ("--bundle", "-b"):
             clamp(os.path.join(value, "config.json"), in_process=False)
         elif flag in ("--process", "-p"):

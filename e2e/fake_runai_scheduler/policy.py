@@ -1,0 +1,121 @@
+"""Run:ai's queue rules: quota admission (OverLimit, NonPreemptibleOverQuota), preempt and reclaim.
+
+Messages follow KAI (pkg/scheduler/api/unschedule_info.go) so tests and users see Run:ai's words.
+"""
+
+from __future__ import annotations
+
+from .config import UNLIMITED, Queue
+from .placement import reject_reason
+from .snapshot import Bound, NodeState, QueueUsage, Snapshot
+from .workload import Workload
+
+UNITS = {"gpu": "GPUs", "cpu": "CPU millicores", "memory": "MB of memory"}
+
+
+def _requested(w: Workload) -> dict[str, float]:
+    return {"gpu": w.gpus, "cpu": w.cpu_m, "memory": w.memory / 1e6}
+
+
+def _allocated(usage: QueueUsage, non_preemptible: bool = False) -> dict[str, float]:
+    if non_preemptible:
+        return {"gpu": usage.non_preemptible_gpu, "cpu": usage.non_preemptible_cpu_m,
+                "memory": usage.non_preemptible_memory_mb}
+    return {"gpu": usage.gpu, "cpu": usage.cpu_m, "memory": usage.memory_mb}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def over_limit(queue: Queue, usage: QueueUsage, w: Workload) -> str | None:
+    allocated, requested = _allocated(usage), _requested(w)
+    for resource, unit in UNITS.items():
+        limit = queue.resource(resource).limit
+        if limit != UNLIMITED and requested[resource] > 0 and allocated[resource] + requested[resource] > limit + 1e-9:
+            return (f"{queue.name} quota has reached the allowable limit of {unit}. Limit is {_fmt(limit)} {unit}, "
+                    f"currently {_fmt(allocated[resource])} {unit} allocated and workload requested "
+                    f"{_fmt(requested[resource])} {unit}")
+    return None
+
+
+def non_preemptible_over_quota(queue: Queue, usage: QueueUsage, w: Workload) -> str | None:
+    if w.preemptible:
+        return None
+    allocated, requested = _allocated(usage, non_preemptible=True), _requested(w)
+    for resource, unit in UNITS.items():
+        quota = queue.resource(resource).quota
+        if quota != UNLIMITED and requested[resource] > 0 and allocated[resource] + requested[resource] > quota + 1e-9:
+            return (f"Non-preemptible workload is over quota. Workload requested {_fmt(requested[resource])} {unit}, "
+                    f"but {queue.name} quota is {_fmt(quota)} {unit}, while {_fmt(allocated[resource])} {unit} are "
+                    f"already allocated for non-preemptible pods. Use a preemptible workload to go over quota.")
+    return None
+
+
+def under_quota_after(queue: Queue, usage: QueueUsage, w: Workload) -> bool:
+    quota = queue.gpu.quota
+    return quota == UNLIMITED or usage.gpu + w.gpus <= quota + 1e-9
+
+
+def _evict_until_fits(node: NodeState, w: Workload, candidates: list[Bound], extra_ok=lambda chosen: True):
+    chosen: list[Bound] = []
+    for victim in candidates:
+        if reject_reason(node.without(chosen), w) is None and extra_ok(chosen):
+            break
+        chosen.append(victim)
+    if reject_reason(node.without(chosen), w) is None and extra_ok(chosen):
+        return chosen
+    return None
+
+
+def preemption_victims(snapshot: Snapshot, queue: Queue, w: Workload) -> list[Bound] | None:
+    """Lower-priority preemptible pods of the same queue whose eviction lets ``w`` fit (and stay in limit)."""
+    usage = snapshot.queues[queue.name]
+    candidates = sorted((b for b in snapshot.by_queue[queue.name]
+                         if b.workload.preemptible and b.workload.priority < w.priority and not b.terminating),
+                        key=lambda b: (b.workload.priority, b.workload.created), reverse=False)
+
+    def within_limit(chosen: list[Bound]) -> bool:
+        freed = sum(b.workload.gpus for b in chosen)
+        limit = queue.gpu.limit
+        return limit == UNLIMITED or usage.gpu - freed + w.gpus <= limit + 1e-9
+
+    return _best_victims(snapshot, w, candidates, within_limit)
+
+
+def reclaim_victims(snapshot: Snapshot, queues: dict[str, Queue], queue: Queue, w: Workload) -> list[Bound] | None:
+    """Preemptible pods of queues over their GPU quota, taken back by a queue that stays within its own."""
+    if not under_quota_after(queue, snapshot.queues[queue.name], w):
+        return None
+    over = {}
+    for name, usage in snapshot.queues.items():
+        other = queues.get(name)
+        if name != queue.name and other and other.gpu.quota != UNLIMITED and usage.gpu > other.gpu.quota + 1e-9:
+            over[name] = usage.gpu - other.gpu.quota
+    candidates = sorted((b for name in over for b in snapshot.by_queue[name]
+                         if b.workload.preemptible and not b.terminating),
+                        key=lambda b: (-over[b.workload.queue], b.workload.priority, b.workload.created))
+
+    def victims_stay_at_quota(chosen: list[Bound]) -> bool:
+        """Reclaim takes back over-quota use only: each victim is taken while its queue is still over quota."""
+        taken: dict[str, float] = {}
+        for victim in chosen:
+            name = victim.workload.queue
+            if taken.get(name, 0.0) >= over[name] - 1e-9:
+                return False
+            taken[name] = taken.get(name, 0.0) + victim.workload.gpus
+        return True
+
+    return _best_victims(snapshot, w, candidates, victims_stay_at_quota)
+
+
+def _best_victims(snapshot: Snapshot, w: Workload, candidates: list[Bound], extra_ok) -> list[Bound] | None:
+    best = None
+    for node in snapshot.nodes.values():
+        on_node = [b for b in candidates if b.placement.node == node.name]
+        if not on_node and reject_reason(node, w) is not None:
+            continue
+        chosen = _evict_until_fits(node, w, on_node, extra_ok)
+        if chosen and (best is None or len(chosen) < len(best)):
+            best = chosen
+    return best

@@ -1,0 +1,205 @@
+"""FakeRunaiScheduler: a watch-and-bind scheduler with Run:ai's queue, GPU and preemption semantics.
+
+Each cycle takes a snapshot of the informer caches (pods, nodes, namespaces, Jobs, PriorityClasses),
+orders pending pods (most deprived queue first, then priority, then age), and for each one:
+quota admission -> filter and score -> bind, else preempt or reclaim, else report Unschedulable.
+State lives in the API (bindings, annotations), so a restarted scheduler rebuilds it by listing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .binder import Writer
+from .config import UNLIMITED, SchedulerConfig
+from .informer import Informer
+from .kubeapi import ApiError, KubeApi
+from .placement import best_placement, unschedulable_message
+from .policy import non_preemptible_over_quota, over_limit, preemption_victims, reclaim_victims
+from .snapshot import Bound, Placement, Snapshot, pod_is_active
+from .workload import RUNAI_PRIORITY_CLASSES, Workload, owner_job_key, workload_of
+
+log = logging.getLogger(__name__)
+ASSUME_SECONDS = 30
+
+
+@dataclass
+class Assumed:
+    placement: Placement
+    since: float = field(default_factory=time.monotonic)
+
+
+class FakeRunaiScheduler:
+    def __init__(self, api: KubeApi, config: SchedulerConfig, period: float = 1.0,
+                 create_priority_classes: bool = True):
+        self.api, self.config, self.period = api, config, period
+        self.name = config.scheduler_name
+        self.create_priority_classes = create_priority_classes
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        paths = {"pods": "/api/v1/pods", "nodes": "/api/v1/nodes", "namespaces": "/api/v1/namespaces",
+                 "jobs": "/apis/batch/v1/jobs", "priorityclasses": "/apis/scheduling.k8s.io/v1/priorityclasses"}
+        self.informers = {kind: Informer(api, path, self._wake.set) for kind, path in paths.items()}
+        self.writer = Writer(api, self.name)
+        self.assumed: dict[str, Assumed] = {}
+        self.reported: dict[str, str] = {}
+        self.evictions: dict[str, set[str]] = {}
+        self.bound_total = 0
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> FakeRunaiScheduler:
+        if self.create_priority_classes:
+            self.ensure_priority_classes()
+        for informer in self.informers.values():
+            informer.start()
+        for kind, informer in self.informers.items():
+            if not informer.wait_synced(60):
+                raise TimeoutError(f"could not list {kind} from the API server")
+        self._thread = threading.Thread(target=self._loop, name=f"{self.name} loop", daemon=True)
+        self._thread.start()
+        log.info("%s started: queues %s", self.name, ", ".join(self.config.queues))
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        for informer in self.informers.values():
+            informer.stop()
+        if self._thread:
+            self._thread.join(10)
+        self.writer.flush()
+
+    def ensure_priority_classes(self) -> None:
+        """Run:ai installs these; without them a priorityClassName label falls back to train (50)."""
+        for name, value in RUNAI_PRIORITY_CLASSES.items():
+            try:
+                self.api.request("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", body={
+                    "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                    "value": value, "preemptionPolicy": "PreemptLowerPriority",
+                    "description": "Run:ai workload priority (created by the fake Run:ai scheduler)"})
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.period)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            time.sleep(0.005)  # let a burst of watch events land in one cycle
+            try:
+                self.run_cycle()
+            except Exception:  # noqa: BLE001 - a failed cycle is retried on the next wake-up
+                log.exception("scheduling cycle failed")
+                time.sleep(0.5)
+
+    # One cycle ---------------------------------------------------------------------------------
+    def run_cycle(self) -> int:
+        """Schedule what is pending now; return how many pods were bound."""
+        pods = self.informers["pods"].items()
+        priority_classes = {pc["metadata"]["name"]: int(pc.get("value", 0))
+                            for pc in self.informers["priorityclasses"].items()}
+        snapshot = Snapshot(self.informers["nodes"].items())
+        live_uids = {pod["metadata"]["uid"] for pod in pods}
+        pending: list[tuple[Workload, dict]] = []
+        for pod in pods:
+            if not pod_is_active(pod):
+                continue
+            uid, spec = pod["metadata"]["uid"], pod["spec"]
+            ours = spec.get("schedulerName") == self.name
+            w = self._workload(pod, priority_classes) if ours else None
+            if spec.get("nodeName"):
+                self.assumed.pop(uid, None)
+                snapshot.add_bound(pod, spec["nodeName"], w)
+            elif ours and uid in self.assumed:
+                snapshot.add_bound(pod, self.assumed[uid].placement.node, w, self.assumed[uid].placement.device)
+            elif ours and not pod["metadata"].get("deletionTimestamp"):
+                pending.append((w, pod))
+        self._forget(live_uids)
+        pending.sort(key=lambda item: self._order(snapshot, item[0]))
+        bound = 0
+        for w, pod in pending:
+            bound += self._schedule(snapshot, w, pod, live_uids)
+        return bound
+
+    def _workload(self, pod: dict, priority_classes: dict[str, int]) -> Workload:
+        job_key = owner_job_key(pod)
+        owner = self.informers["jobs"].get(job_key) if job_key else None
+        namespace = self.informers["namespaces"].get(f"/{pod['metadata']['namespace']}")
+        return workload_of(pod, owner, namespace, priority_classes)
+
+    def _order(self, snapshot: Snapshot, w: Workload) -> tuple:
+        queue = self.config.queues.get(w.queue)
+        quota = queue.gpu.quota if queue else UNLIMITED
+        share = snapshot.queues[w.queue].gpu / quota if quota not in (UNLIMITED, 0) else 0.0
+        return share, -w.priority, w.created, w.name
+
+    def _forget(self, live_uids: set[str]) -> None:
+        now = time.monotonic()
+        for uid in [u for u, a in self.assumed.items() if u not in live_uids or now - a.since > ASSUME_SECONDS]:
+            del self.assumed[uid]
+        for table in (self.reported, self.evictions):
+            for uid in [u for u in table if u not in live_uids]:
+                del table[uid]
+
+    def _schedule(self, snapshot: Snapshot, w: Workload, pod: dict, live_uids: set[str]) -> int:
+        if w.invalid:
+            self._report(w, w.invalid)
+            return 0
+        queue = self.config.queues.get(w.queue)
+        if queue is None:
+            self._report(w, f"Queue '{w.queue}' does not exist")
+            return 0
+        if self.evictions.get(w.uid, set()) & live_uids:
+            return 0  # pipelined: waiting for the pods it preempted to terminate
+        usage = snapshot.queues[queue.name]
+        limit_message = over_limit(queue, usage, w)
+        if limit_message:
+            victims = preemption_victims(snapshot, queue, w)
+            if victims:
+                self._evict(w, victims, reclaim=False)
+            else:
+                self._report(w, limit_message)
+            return 0
+        quota_message = non_preemptible_over_quota(queue, usage, w)
+        if quota_message:
+            self._report(w, quota_message)
+            return 0
+        placement, reasons = best_placement(snapshot.nodes, w)
+        if placement:
+            if not self.writer.bind(w, placement):
+                return 0
+            self.assumed[w.uid] = Assumed(placement)
+            snapshot.add_bound(pod, placement.node, w, placement.device)
+            self.reported.pop(w.uid, None)
+            self.bound_total += 1
+            log.info("bound %s to %s (queue %s, %g GPU%s)", w.key, placement.node, w.queue, w.gpus,
+                     f" on device {placement.device}" if w.fraction else "")
+            return 1
+        victims = preemption_victims(snapshot, queue, w)
+        reclaim = False
+        if not victims:
+            victims, reclaim = reclaim_victims(snapshot, self.config.queues, queue, w), True
+        if victims:
+            self._evict(w, victims, reclaim)
+        else:
+            self._report(w, unschedulable_message(len(snapshot.nodes), reasons))
+        return 0
+
+    def _evict(self, w: Workload, victims: list[Bound], reclaim: bool) -> None:
+        self.evictions[w.uid] = {v.workload.uid for v in victims}
+        for victim in victims:
+            log.info("%s %s for %s", "reclaiming" if reclaim else "preempting", victim.workload.key, w.key)
+            victim.terminating = True
+            self.writer.evict(victim.workload, w, reclaim)
+
+    def _report(self, w: Workload, message: str) -> None:
+        if self.reported.get(w.uid) != message:
+            self.reported[w.uid] = message
+            log.info("cannot schedule %s: %s", w.key, message)
+            self.writer.unschedulable(w, message)
