@@ -57,6 +57,12 @@ def under_quota_after(queue: Queue, usage: QueueUsage, w: Workload) -> bool:
     return quota == UNLIMITED or usage.gpu + w.gpus <= quota + 1e-9
 
 
+def _lowest_priority_newest_first(bounds) -> list[Bound]:
+    """Victim order: least important first, and among equals the youngest (it has done the least work)."""
+    newest_first = sorted(bounds, key=lambda b: (b.workload.created, b.workload.name), reverse=True)
+    return sorted(newest_first, key=lambda b: b.workload.priority)
+
+
 def _evict_until_fits(node: NodeState, w: Workload, candidates: list[Bound], extra_ok=lambda chosen: True):
     chosen: list[Bound] = []
     for victim in candidates:
@@ -71,9 +77,9 @@ def _evict_until_fits(node: NodeState, w: Workload, candidates: list[Bound], ext
 def preemption_victims(snapshot: Snapshot, queue: Queue, w: Workload) -> list[Bound] | None:
     """Lower-priority preemptible pods of the same queue whose eviction lets ``w`` fit (and stay in limit)."""
     usage = snapshot.queues[queue.name]
-    candidates = sorted((b for b in snapshot.by_queue[queue.name]
-                         if b.workload.preemptible and b.workload.priority < w.priority and not b.terminating),
-                        key=lambda b: (b.workload.priority, b.workload.created), reverse=False)
+    candidates = _lowest_priority_newest_first(
+        b for b in snapshot.by_queue[queue.name]
+        if b.workload.preemptible and b.workload.priority < w.priority and not b.terminating)
 
     def within_limit(chosen: list[Bound]) -> bool:
         freed = sum(b.workload.gpus for b in chosen)
@@ -92,9 +98,9 @@ def reclaim_victims(snapshot: Snapshot, queues: dict[str, Queue], queue: Queue, 
         other = queues.get(name)
         if name != queue.name and other and other.gpu.quota != UNLIMITED and usage.gpu > other.gpu.quota + 1e-9:
             over[name] = usage.gpu - other.gpu.quota
-    candidates = sorted((b for name in over for b in snapshot.by_queue[name]
-                         if b.workload.preemptible and not b.terminating),
-                        key=lambda b: (-over[b.workload.queue], b.workload.priority, b.workload.created))
+    candidates = sorted(_lowest_priority_newest_first(b for name in over for b in snapshot.by_queue[name]
+                                                      if b.workload.preemptible and not b.terminating),
+                        key=lambda b: -over[b.workload.queue])  # stable: most-over queue first
 
     def victims_stay_at_quota(chosen: list[Bound]) -> bool:
         """Reclaim takes back over-quota use only: each victim is taken while its queue is still over quota."""

@@ -84,9 +84,9 @@ class NodeState:
 
     def fraction_device(self, fraction: float) -> int | None:
         """Best fit: the fullest device that still has room; else a new device if one is free."""
-        fitting = [(used, index) for index, used in self.devices.items() if used + fraction <= 1 + EPSILON]
+        fitting = [(used, -index) for index, used in self.devices.items() if used + fraction <= 1 + EPSILON]
         if fitting:
-            return max(fitting)[1]
+            return -max(fitting)[1]  # fullest first, then the lowest index
         if self.free_devices >= 1:
             taken = set(self.devices)
             return next(i for i in range(self.gpu_devices + len(taken) + 1) if i not in taken)
