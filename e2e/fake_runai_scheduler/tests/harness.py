@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from fake_runai_scheduler.kubeapi import ApiError, KubeApi
 
 POOL_LABEL = "runai/node-pool"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 
 
 def micro_now() -> str:
@@ -44,7 +45,7 @@ class FakeNodes:
                              {"type": "Ready", "status": "True" if ready else "False", "reason": "FakeNode",
                               "lastHeartbeatTime": micro_now()[:19] + "Z",
                               "lastTransitionTime": micro_now()[:19] + "Z"}]}})
-        self.api.request("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", body={
+        self.api.request("POST", LEASES, body={
             "metadata": {"name": name}, "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
                                                  "renewTime": micro_now()}})
         self.names.append(name)
@@ -54,7 +55,7 @@ class FakeNodes:
         while not self._stop.wait(5):
             for name in list(self.names):
                 try:
-                    self.api.request("PATCH", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
+                    self.api.request("PATCH", f"{LEASES}/{name}",
                                      body={"spec": {"renewTime": micro_now()}},
                                      content_type="application/merge-patch+json")
                 except ApiError:
@@ -63,7 +64,7 @@ class FakeNodes:
     def delete_all(self) -> None:
         self._stop.set()
         for name in self.names:
-            for path in (f"/api/v1/nodes/{name}", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"):
+            for path in (f"/api/v1/nodes/{name}", f"{LEASES}/{name}"):
                 try:
                     self.api.request("DELETE", path)
                 except ApiError:
