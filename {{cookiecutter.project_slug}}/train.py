@@ -40,11 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def visible_gpus() -> dict[str, str]:
-    """What the pod was given: the request from the Job template and the devices the runtime exposed."""
+def runtime_report() -> dict[str, str]:
+    """What the pod was given: the GPU request from the Job template, the devices the runtime exposed,
+    and the user it runs as (Run:ai clusters often require non-root)."""
     return {
         "gpu.requested": os.environ.get("RUNAI_GPU_REQUEST", "0"),
         "gpu.visible_devices": os.environ.get("NVIDIA_VISIBLE_DEVICES", "none"),
+        "runtime.uid": str(os.getuid()),
     }
 
 
@@ -54,7 +56,7 @@ def train(alpha: float, l1_ratio: float) -> str:
 
     with mlflow.start_run() as run:
         mlflow.set_tag("mlflow.note.content", DESCRIPTION)
-        mlflow.set_tags(visible_gpus())
+        mlflow.set_tags(runtime_report())
 
         started = time.monotonic()
         model = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, random_state=42)
@@ -85,7 +87,7 @@ def train(alpha: float, l1_ratio: float) -> str:
             input_example=x_test.head(3),
         )
         print(f"run {run.info.run_id}: rmse={mean_squared_error(y_test, predicted) ** 0.5:.2f} "
-              f"r2={r2_score(y_test, predicted):.3f} gpus={visible_gpus()}")
+              f"r2={r2_score(y_test, predicted):.3f} {runtime_report()}")
         return run.info.run_id
 
 

@@ -14,9 +14,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from local_cluster import LocalCluster
+
 from fake_runai_scheduler import FakeRunaiScheduler, KubeApi, parse_config
 from fake_runai_scheduler.tests.harness import FakeNodes, pod_body
-from local_cluster import LocalCluster
 
 PODS = 300
 RATE = 10.0

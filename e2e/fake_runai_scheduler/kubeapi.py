@@ -1,15 +1,16 @@
-"""Raw JSON access to the Kubernetes API through the official client's auth and TLS handling.
+"""Raw JSON access to the Kubernetes API, authenticated as the kubeconfig says.
 
-The generated models are validated with pydantic on every object; a scheduler that lists and
-watches hundreds of pods works on plain dicts instead.
+A scheduler that lists and watches hundreds of pods works on plain dicts: no model objects to
+build per pod, and no dependence on one version of the kubernetes client's internals.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 
 
@@ -21,28 +22,54 @@ class ApiError(Exception):
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient):
-        self.client = api_client
+    """Plain urllib3 with the TLS and credentials ``kubernetes.config`` loads, so it works with any client version."""
+
+    def __init__(self, configuration: client.Configuration):
+        self.configuration = configuration
+        self.host = configuration.host.rstrip("/")
+        self.pool = urllib3.PoolManager(
+            num_pools=4, maxsize=16, cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
+            ca_certs=configuration.ssl_ca_cert, cert_file=configuration.cert_file, key_file=configuration.key_file)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeApi:
-        return cls(config.new_client_from_config(config_file=path, context=context))
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+        return cls(configuration)
 
-    def _call(self, method: str, path: str, query=None, body=None, content_type=None, timeout=None):
+    def _headers(self, content_type: str | None) -> dict:
         headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        params = self.client.param_serialize(method=method, resource_path=path,
-                                             query_params=list((query or {}).items()), header_params=headers,
-                                             body=body, auth_settings=["BearerToken"])
-        return self.client.call_api(*params, _request_timeout=timeout)
+        if content_type:
+            headers["Content-Type"] = content_type
+        hook = getattr(self.configuration, "refresh_api_key_hook", None)
+        if hook:
+            hook(self.configuration)
+        token = self.configuration.get_api_key_with_prefix("authorization") or \
+            self.configuration.get_api_key_with_prefix("BearerToken")
+        if token:
+            headers["Authorization"] = token if " " in token else f"Bearer {token}"
+        return headers
+
+    def _call(self, method: str, path: str, query=None, body=None, content_type=None, timeout=None,
+              stream: bool = False) -> urllib3.BaseHTTPResponse:
+        url = f"{self.host}{path}" + (f"?{urlencode(query)}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        headers = self._headers((content_type or "application/json") if body is not None else None)
+        return self.pool.request(method, url, body=data, headers=headers, preload_content=not stream,
+                                 timeout=urllib3.Timeout(*timeout) if isinstance(timeout, tuple) else timeout,
+                                 retries=False)
 
     def request(self, method: str, path: str, query=None, body=None, content_type=None, timeout=30) -> dict:
         response = self._call(method, path, query, body, content_type, timeout)
-        data = response.read()
         if response.status >= 400:
-            raise ApiError(response.status, data.decode(errors="replace"))
-        return json.loads(data) if data else {}
+            raise ApiError(response.status, response.data.decode(errors="replace"))
+        return json.loads(response.data) if response.data else {}
+
+    def raw(self, path: str, timeout=30) -> bytes:
+        response = self._call("GET", path, timeout=timeout)
+        if response.status >= 400:
+            raise ApiError(response.status, response.data.decode(errors="replace"))
+        return response.data
 
     def get(self, path: str, **query) -> dict:
         return self.request("GET", path, query or None)
@@ -51,10 +78,9 @@ class KubeApi:
         """Yield (type, object) until the server closes the watch; raise ApiError(410) when the version expired."""
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
-        response = self._call("GET", path, query, timeout=(10, timeout_seconds + 30))
-        raw = response.response
-        if response.status >= 400:
-            raise ApiError(response.status, response.read().decode(errors="replace"))
+        raw = self._call("GET", path, query, timeout=(10, timeout_seconds + 30), stream=True)
+        if raw.status >= 400:
+            raise ApiError(raw.status, raw.read().decode(errors="replace"))
         buffer = b""
         try:
             for chunk in raw.stream(65536, decode_content=True):

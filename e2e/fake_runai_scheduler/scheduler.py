@@ -8,13 +8,14 @@ State lives in the API (bindings, annotations), so a restarted scheduler rebuild
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from .binder import Writer
-from .config import UNLIMITED, SchedulerConfig
+from .config import UNLIMITED, Queue, SchedulerConfig
 from .informer import Informer
 from .kubeapi import ApiError, KubeApi
 from .placement import best_placement, unschedulable_message
@@ -72,6 +73,11 @@ class FakeRunaiScheduler:
         if self._thread:
             self._thread.join(10)
         self.writer.flush()
+
+    def add_queue(self, queue: Queue) -> None:
+        """Serve another Run:ai project (the e2e suite creates projects as it goes)."""
+        self.config = dataclasses.replace(self.config, queues={**self.config.queues, queue.name: queue})
+        self._wake.set()
 
     def ensure_priority_classes(self) -> None:
         """Run:ai installs these; without them a priorityClassName label falls back to train (50)."""

@@ -1,0 +1,292 @@
+"""Drive one generated project through the user's path: bake, `make image`, `make run`, then gather facts.
+
+Nothing in the generated project is edited: answers go in through cookiecutter, settings through
+the environment and make variables, exactly as a user would pass them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+from fake_runai_scheduler.kubeapi import ApiError, KubeApi
+
+from .targets import ClusterTarget
+from .variants import CREDENTIALS_SECRET, Variant
+
+ROOT = Path(__file__).resolve().parents[2]
+_image_lock = threading.Lock()  # identical env images: build once, then the layer cache serves the rest
+_progress_lock = threading.Lock()
+_venv_lock = threading.Lock()
+_bake_lock = threading.Lock()  # cookiecutter changes the process's working directory while it generates
+
+
+def project_venv(project: Path) -> Path:
+    """A venv with the generated project's requirements-dev.txt: the pins a user installs are the ones tested.
+
+    Cached by the requirements' content, so a warm machine reuses it.
+    """
+    text = "".join((project / name).read_text() for name in ("requirements-dev.txt", "requirements.txt"))
+    digest = hashlib.sha256(f"{sys.version_info[:2]}{text}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("RUNAI_MLFLOW_CACHE", Path.home() / ".cache" / "runai-mlflow")) / "venvs"
+    venv = cache / digest
+    with _venv_lock:
+        if not (venv / ".complete").exists():
+            progress(f"creating the submitter venv from {project.name}/requirements-dev.txt (once; cached)")
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
+                                     "requirements-dev.txt"], cwd=project, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"pip install -r requirements-dev.txt failed:\n{result.stderr[-3000:]}")
+            (venv / ".complete").write_text(text)
+    return venv
+
+
+def progress(message: str) -> None:
+    with _progress_lock:
+        print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", file=sys.__stderr__, flush=True)
+
+
+def k8s_time(stamp: str | None) -> float | None:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").timestamp() if stamp else None
+
+
+@dataclass
+class Outcome:
+    variant: Variant
+    project: str
+    slug: str
+    namespace: str
+    experiment: str
+    exit_code: int | None = None
+    output: str = ""
+    run: object = None
+    models: list = field(default_factory=list)
+    jobs: list = field(default_factory=list)
+    pods: list = field(default_factory=list)
+    events: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)
+    error: str = ""
+
+    def pod_events(self, reason: str) -> list[dict]:
+        return [e for events in self.events.values() for e in events if e["reason"] == reason]
+
+
+class ProjectRun:
+    def __init__(self, variant: Variant, target: ClusterTarget, api: KubeApi, tracking_uri: str, session: str,
+                 work_dir: Path, report_dir: Path, scheduler_name: str, deadline: int = 600):
+        self.variant, self.target, self.api, self.tracking_uri = variant, target, api, tracking_uri
+        self.work_dir, self.report_dir = work_dir, report_dir / variant.id
+        self.scheduler_name, self.deadline = scheduler_name, deadline
+        slug = f"{variant.id}-{session}"[:30].rstrip("-")
+        self.outcome = Outcome(variant, project=slug, slug=slug, namespace=f"runai-{slug}",
+                               experiment=f"e2e-{session}-{variant.id}")
+
+    # Phases ------------------------------------------------------------------------------------
+    def bake(self) -> Path:
+        started = time.monotonic()
+        answers = {"project_slug": self.outcome.slug, "runai_project": self.outcome.project,
+                   "base_image": self.target.base_image,
+                   "image_repository": f"{self.target.registry}/{self.outcome.slug}",
+                   "scheduler_name": self.scheduler_name, "active_deadline_seconds": str(self.deadline),
+                   "ttl_seconds_after_finished": "600", **self.variant.answers}
+        with _bake_lock:
+            project = Path(cookiecutter(str(ROOT), no_input=True, extra_context=answers,
+                                        output_dir=str(self.work_dir), default_config=True))
+        self.outcome.phases["bake"] = time.monotonic() - started
+        return project
+
+    def prepare_namespace(self) -> None:
+        o = self.outcome
+        self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": o.namespace, "labels": {
+            "runai/queue": o.project, "runai/namespace-version": "v2", "app.kubernetes.io/part-of": "runai-mlflow-e2e",
+            "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+        }}})
+        if self.variant.answers.get("credentials_secret"):
+            self.api.request("POST", f"/api/v1/namespaces/{o.namespace}/secrets", body={
+                "metadata": {"name": CREDENTIALS_SECRET}, "type": "Opaque",
+                "stringData": {"MLFLOW_TRACKING_TOKEN": "e2e-unused-token", "E2E_SECRET_MARKER": "from-secret"}})
+        deadline = time.monotonic() + 60
+        while not self.api.get(f"/api/v1/namespaces/{o.namespace}/serviceaccounts")["items"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no default ServiceAccount in {o.namespace}")
+            time.sleep(0.2)
+
+    def _make(self, project: Path, target: str, log_name: str, env: dict, timeout: float, *variables: str):
+        log = self.report_dir / log_name
+        log.parent.mkdir(parents=True, exist_ok=True)
+        python = f"{env['VIRTUAL_ENV']}/bin/python" if "VIRTUAL_ENV" in env else sys.executable
+        command = ["make", "--no-print-directory", target, f"PYTHON={python}", *variables]
+        with open(log, "w") as out:
+            try:
+                result = subprocess.run(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        timeout=timeout)
+                code = result.returncode
+            except subprocess.TimeoutExpired:
+                out.write(f"\n[e2e] {target} timed out after {timeout}s\n")
+                code = None
+        return code, log.read_text()
+
+    def build_env_image(self, project: Path) -> None:
+        started = time.monotonic()
+        with _image_lock:
+            code, output = self._make(project, "image", "make-image.log", self.target.env(), 1200,
+                                      f"DOCKER_BUILD_ARGS={self.target.docker_build_args}")
+        self.outcome.phases["env image"] = time.monotonic() - started
+        if code != 0:
+            raise RuntimeError(f"make image failed:\n{output[-3000:]}")
+
+    def mlflow_run(self, project: Path) -> None:
+        o = self.outcome
+        venv = project_venv(project)
+        env = {**self.target.env(), "MLFLOW_TRACKING_URI": self.tracking_uri,
+               "KUBE_MLFLOW_TRACKING_URI": self.tracking_uri, "VIRTUAL_ENV": str(venv),
+               "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
+        started = time.time()
+        o.exit_code, o.output = self._make(project, "run", "make-run.log", env, self.deadline + 180,
+                                           f"EXPERIMENT={o.experiment}", f"PARAMS={params}")
+        o.phases["mlflow run"] = time.time() - started
+        o.phases["_run_started"] = started
+
+    # Facts -------------------------------------------------------------------------------------
+    def gather(self) -> None:
+        import mlflow
+
+        o = self.outcome
+        started = time.monotonic()
+        client = mlflow.MlflowClient(self.tracking_uri)
+        experiment = client.get_experiment_by_name(o.experiment)
+        if experiment:
+            runs = client.search_runs([experiment.experiment_id])
+            o.run = runs[0] if runs else None
+            o.models = list(client.search_logged_models(experiment_ids=[experiment.experiment_id]))
+        o.jobs = self.api.get(f"/apis/batch/v1/namespaces/{o.namespace}/jobs")["items"]
+        o.pods = self.api.get(f"/api/v1/namespaces/{o.namespace}/pods")["items"]
+        events = self.api.get(f"/api/v1/namespaces/{o.namespace}/events")["items"]
+        for event in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
+            o.events.setdefault(event["involvedObject"]["name"], []).append(event)
+        self._kubernetes_phases()
+        o.phases["gather"] = time.monotonic() - started
+
+    def _kubernetes_phases(self) -> None:
+        """Split `mlflow run` using the cluster's own timestamps (one-second resolution)."""
+        o = self.outcome
+        if not o.jobs or not o.pods:
+            return
+        job_created = k8s_time(o.jobs[0]["metadata"]["creationTimestamp"])
+        o.phases["mlflow build+push"] = max(0.0, job_created - o.phases["_run_started"])
+        pod = o.pods[0]
+        scheduled = [e for e in o.events.get(pod["metadata"]["name"], []) if e["reason"] == "Scheduled"]
+        if scheduled:
+            o.phases["schedule"] = k8s_time(scheduled[-1]["lastTimestamp"]) - k8s_time(
+                pod["metadata"]["creationTimestamp"])
+        state = (pod.get("status", {}).get("containerStatuses") or [{}])[0].get("state", {})
+        terminated = state.get("terminated")
+        if terminated:
+            o.phases["pod run"] = k8s_time(terminated["finishedAt"]) - k8s_time(terminated["startedAt"])
+
+    def save_diagnostics(self) -> None:
+        """Events, pod descriptions and logs of this variant, for the report."""
+        o = self.outcome
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        (self.report_dir / "pods.json").write_text(json.dumps(o.pods, indent=2))
+        (self.report_dir / "jobs.json").write_text(json.dumps(o.jobs, indent=2))
+        lines = [f"{e.get('lastTimestamp')} {e['type']} {e['reason']} {name}: {e['message']}"
+                 for name, events in o.events.items() for e in events]
+        (self.report_dir / "events.txt").write_text("\n".join(lines) + "\n")
+        for pod in o.pods:
+            name = pod["metadata"]["name"]
+            try:
+                log = self.api.raw(f"/api/v1/namespaces/{o.namespace}/pods/{name}/log")
+                (self.report_dir / f"{name}.log").write_bytes(log)
+            except Exception as err:  # noqa: BLE001 - a pod that never started has no log
+                (self.report_dir / f"{name}.log").write_text(f"(no log: {err})\n")
+
+    # Cleanup -----------------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        o = self.outcome
+        try:
+            self.api.request("DELETE", f"/api/v1/namespaces/{o.namespace}",
+                             body={"propagationPolicy": "Background"})
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        for repository in (o.slug, f"{o.slug}-env"):
+            for image in images_of(f"{self.target.registry}/{repository}"):
+                subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
+            if self.target.name != "existing":
+                delete_registry_repository(self.target.registry, repository)
+
+    def execute(self) -> Outcome:
+        o = self.outcome
+        try:
+            progress(f"{self.variant.id}: bake {o.slug} (namespace {o.namespace})")
+            project = self.bake()
+            self.prepare_namespace()
+            progress(f"{self.variant.id}: make image")
+            self.build_env_image(project)
+            progress(f"{self.variant.id}: make run")
+            self.mlflow_run(project)
+            self.gather()
+            progress(f"{self.variant.id}: mlflow run exited {o.exit_code} after {o.phases['mlflow run']:.0f}s")
+        except Exception as err:  # noqa: BLE001 - recorded; the test reports it with the diagnostics
+            o.error = f"{type(err).__name__}: {err}"
+            progress(f"{self.variant.id}: ERROR {o.error[:300]}")
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            (self.report_dir / "error.txt").write_text(o.error + "\n" + traceback.format_exc())
+        finally:
+            try:
+                if o.error or o.exit_code != 0 or not self.variant.expect_success:
+                    if not o.pods:
+                        self.gather()
+                    self.save_diagnostics()
+            except Exception as err:  # noqa: BLE001
+                progress(f"{self.variant.id}: could not save diagnostics: {err}")
+        return o
+
+
+def images_of(repository: str) -> list[str]:
+    out = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
+                         capture_output=True, text=True).stdout.split()
+    return [image for image in out if not image.endswith(":<none>")]
+
+
+MANIFEST_TYPES = ", ".join(["application/vnd.docker.distribution.manifest.v2+json",
+                            "application/vnd.oci.image.manifest.v1+json",
+                            "application/vnd.docker.distribution.manifest.list.v2+json",
+                            "application/vnd.oci.image.index.v1+json"])
+
+
+def registry_tags(registry: str, repository: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=5) as response:
+            return json.loads(response.read()).get("tags") or []
+    except OSError:
+        return []
+
+
+def delete_registry_repository(registry: str, repository: str) -> None:
+    for tag in registry_tags(registry, repository):
+        head = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
+                                      headers={"Accept": MANIFEST_TYPES})
+        try:
+            with urllib.request.urlopen(head, timeout=5) as response:
+                digest = response.headers["Docker-Content-Digest"]
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"), timeout=5).close()
+        except OSError:
+            pass

@@ -1,0 +1,172 @@
+"""Where the e2e suite runs: a kind cluster, the local cluster, or an existing cluster.
+
+Each target tells the suite the same five things: the kubeconfig, where to push images, the
+prefix pods pull them from, the address at which pods reach servers on this machine, and the
+base image generated projects build on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KIND_VERSION = "v0.31.0"
+KIND_KUBECTL_VERSION = "v1.34.4"
+KIND_NODE_IMAGE = "kindest/node:v1.34.0"
+KIND_CLUSTER_NAME = "runai-mlflow-e2e"
+KIND_REGISTRY_NAME = "kind-registry"
+KIND_REGISTRY_PORT = 5001
+FAKE_GPUS = 4
+
+
+@dataclass
+class ClusterTarget:
+    name: str
+    kubeconfig: Path
+    registry: str  # docker push <registry>/<repo>:<tag>
+    image_prefix: str  # what pods pull: <image_prefix>/<repo>:<tag>
+    host_address: str  # pods reach servers on this machine here
+    base_image: str
+    docker_build_args: str = ""
+    fake_scheduler: bool = True
+    gpu_nodes: list[str] = field(default_factory=list)
+    teardown: object = None  # callable, or None to leave the cluster running
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+
+def local_target() -> ClusterTarget:
+    from local_cluster import LocalCluster
+    from local_cluster.images import PYTHON_BASE_IMAGE
+
+    cluster = LocalCluster().up()
+    return ClusterTarget(
+        name="local", kubeconfig=cluster.kubeconfig, registry=cluster.registry, image_prefix=cluster.image_prefix,
+        host_address=cluster.host_address, base_image=PYTHON_BASE_IMAGE,
+        # pip inside `docker build` reaches the package index the way this machine does
+        docker_build_args="--network host", gpu_nodes=[cluster.settings.node_name])
+
+
+def existing_target() -> ClusterTarget:
+    """Any cluster: KUBECONFIG, E2E_REGISTRY and E2E_HOST_ADDRESS; SCHEDULER=runai for a real Run:ai cluster."""
+    missing = [name for name in ("KUBECONFIG", "E2E_REGISTRY", "E2E_HOST_ADDRESS") if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(f"CLUSTER=existing needs {', '.join(missing)}: the kubeconfig, a registry this machine "
+                           "pushes to and the cluster pulls from, and this machine's address as pods see it")
+    registry = os.environ["E2E_REGISTRY"]
+    return ClusterTarget(
+        name="existing", kubeconfig=Path(os.environ["KUBECONFIG"]), registry=registry,
+        image_prefix=os.environ.get("E2E_IMAGE_PREFIX", registry), host_address=os.environ["E2E_HOST_ADDRESS"],
+        base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"),
+        fake_scheduler=os.environ.get("SCHEDULER", "fake") != "runai",
+        gpu_nodes=[n for n in os.environ.get("E2E_GPU_NODES", "").split(",") if n])
+
+
+# kind, with kind's documented local registry (kind.sigs.k8s.io/docs/user/local-registry) ----------------
+
+KIND_CONFIG = textwrap.dedent("""\
+    kind: Cluster
+    apiVersion: kind.x-k8s.io/v1alpha4
+    containerdConfigPatches:
+    - |-
+      [plugins."io.containerd.grpc.v1.cri".registry]
+        config_path = "/etc/containerd/certs.d"
+    nodes:
+    - role: control-plane
+    """)
+
+
+def _docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout.strip()
+
+
+def ensure_kind_registry() -> None:
+    running = _docker("inspect", "-f", "{{.State.Running}}", KIND_REGISTRY_NAME, check=False)
+    if running != "true":
+        _docker("rm", "-f", KIND_REGISTRY_NAME, check=False)
+        _docker("run", "-d", "--restart=always", "-p", f"127.0.0.1:{KIND_REGISTRY_PORT}:5000", "--network", "bridge",
+                "--name", KIND_REGISTRY_NAME, "registry:3")
+
+
+def connect_kind_registry(cluster) -> None:
+    """hosts.toml per node so localhost:5001 means the registry container, and the registry on the kind network."""
+    hosts_dir = f"/etc/containerd/certs.d/localhost:{KIND_REGISTRY_PORT}"
+    hosts_toml = f'[host."http://{KIND_REGISTRY_NAME}:5000"]\n'
+    nodes = subprocess.run([str(cluster.kind_path), "get", "nodes", "--name", cluster.name], check=True,
+                           capture_output=True, text=True).stdout.split()
+    for node in nodes:
+        _docker("exec", node, "mkdir", "-p", hosts_dir)
+        subprocess.run(["docker", "exec", "-i", node, "cp", "/dev/stdin", f"{hosts_dir}/hosts.toml"],
+                       input=hosts_toml, text=True, check=True)
+    networks = _docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", KIND_REGISTRY_NAME)
+    if "kind" not in json.loads(networks):
+        _docker("network", "connect", "kind", KIND_REGISTRY_NAME)
+    cluster.kubectl("apply", "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: local-registry-hosting
+          namespace: kube-public
+        data:
+          localRegistryHosting.v1: |
+            host: "localhost:{KIND_REGISTRY_PORT}"
+            help: "https://kind.sigs.k8s.io/docs/user/local-registry/"
+        """))
+
+
+def kind_gateway() -> str:
+    """The kind network's IPv4 gateway: this machine as pods on kind nodes see it."""
+    configs = json.loads(_docker("network", "inspect", "kind", "-f", "{{json .IPAM.Config}}"))
+    return next(c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"])
+
+
+def advertise_fake_gpus(kubectl, node: str, gpus: int = FAKE_GPUS) -> None:
+    patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(gpus)}])
+    kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p", patch)
+    kubectl("label", "node", node, "--overwrite", f"nvidia.com/gpu.count={gpus}", "nvidia.com/gpu.memory=16384")
+
+
+def kind_target(work_dir: Path) -> ClusterTarget:
+    os.environ.setdefault("KIND_VERSION", KIND_VERSION)  # read by pytest-kind-ng at import
+    os.environ.setdefault("KUBECTL_VERSION", KIND_KUBECTL_VERSION)
+    from pytest_kind import KindCluster
+
+    config = work_dir / "kind-config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(KIND_CONFIG)
+    ensure_kind_registry()
+    cluster = KindCluster(KIND_CLUSTER_NAME, image=os.environ.get("KIND_NODE_IMAGE", KIND_NODE_IMAGE))
+    created = KIND_CLUSTER_NAME not in subprocess.run(
+        [str(cluster.kind_path), "get", "clusters"], capture_output=True, text=True).stdout.split() \
+        if cluster.kind_path.exists() else True
+    cluster.create(config_file=config)
+    cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
+    connect_kind_registry(cluster)
+    nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
+    names = [n.split("/", 1)[1] for n in nodes]
+    for name in names:
+        advertise_fake_gpus(cluster.kubectl, name)
+    keep = os.environ.get("E2E_KEEP_CLUSTER") == "1" or not created
+    return ClusterTarget(
+        name="kind", kubeconfig=cluster.kubeconfig_path.resolve(), registry=f"localhost:{KIND_REGISTRY_PORT}",
+        image_prefix=f"localhost:{KIND_REGISTRY_PORT}", host_address=kind_gateway(),
+        base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"), gpu_nodes=names,
+        teardown=None if keep else cluster.delete)
+
+
+def select_target(name: str, work_dir: Path) -> ClusterTarget:
+    if name == "local":
+        return local_target()
+    if name == "kind":
+        if not shutil.which("docker"):
+            raise RuntimeError("CLUSTER=kind needs Docker")
+        return kind_target(work_dir)
+    if name == "existing":
+        return existing_target()
+    raise RuntimeError(f"CLUSTER must be kind, local or existing, not {name!r}")

@@ -1,0 +1,113 @@
+"""What users hit when things go wrong: the suite shows Run:ai's reason, the run ends FAILED, nothing hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from .runner import k8s_time, progress
+from .variants import Variant
+
+pytestmark = pytest.mark.e2e
+
+
+def run_one(e2e, variant: Variant, deadline: int = 600):
+    outcome = e2e.project_run(variant, deadline).execute()
+    from .conftest import OUTCOMES
+
+    OUTCOMES.append(outcome)
+    return outcome
+
+
+def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e):
+    if not e2e.scheduler:
+        pytest.skip("needs the fake scheduler's queues (SCHEDULER=runai uses the cluster's own)")
+    variant = Variant("over-quota", {"gpu": "1", "workload_type": "interactive"}, expect_success=False, gpu_quota=0)
+    started = time.monotonic()
+    outcome = run_one(e2e, variant, deadline=45)
+    assert time.monotonic() - started < 300, "mlflow run must end at the Job's deadline, not hang"
+    assert outcome.exit_code not in (0, None), outcome.output[-2000:]
+    assert outcome.run.info.status == "FAILED"
+    [message] = {e["message"] for e in outcome.pod_events("Unschedulable")}
+    assert message.startswith("Non-preemptible workload is over quota. Workload requested 1 GPUs, but "
+                              f"{outcome.project} quota is 0 GPUs"), message
+    [job] = outcome.jobs
+    assert any(c["type"] == "Failed" and c.get("reason") == "DeadlineExceeded" for c in job["status"]["conditions"])
+    assert not outcome.pod_events("Scheduled")
+
+
+def test_training_failure_fails_the_run_and_keeps_the_pod_log(e2e):
+    variant = Variant("bad-parameter", {"gpu": "0"}, params={"l1_ratio": "2"}, expect_success=False)
+    outcome = run_one(e2e, variant)
+    assert outcome.exit_code not in (0, None)
+    assert outcome.run.info.status == "FAILED"
+    [pod] = outcome.pods
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+    log = (e2e.report_dir / variant.id / f"{pod['metadata']['name']}.log").read_text()
+    assert "--l1-ratio must be between 0 and 1, got 2.0" in log
+
+
+@pytest.fixture
+def one_gpu_node(e2e):
+    """Shrink the GPU node to one GPU for this test, then restore it."""
+    if e2e.target.name == "existing" or not e2e.target.gpu_nodes:
+        pytest.skip("changes node capacity; runs on kind and local clusters only")
+    node = e2e.target.gpu_nodes[0]
+    before = e2e.api.get(f"/api/v1/nodes/{node}")
+
+    def set_gpus(count: str) -> None:
+        e2e.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
+                        body={"metadata": {"labels": {"nvidia.com/gpu.count": count}}})
+        e2e.api.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
+                        body={"status": {"capacity": {"nvidia.com/gpu": count},
+                                         "allocatable": {"nvidia.com/gpu": count}}})
+
+    set_gpus("1")
+    yield node
+    set_gpus(before["status"]["capacity"]["nvidia.com/gpu"])
+
+
+def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):
+    if not e2e.scheduler:
+        pytest.skip("asserts the fake scheduler's GPU sharing")
+    # A low CPU limit keeps the first two training pods on the GPU long enough for the third to queue.
+    slow = {"gpu": "0.5", "cpu_request": "100m", "cpu_limit": "300m", "memory_limit": ""}
+    runs = [e2e.project_run(Variant(f"share-{name}", answers, gpu_quota=4))
+            for name, answers in (("a", slow), ("b", slow), ("c", {"gpu": "0.5"}))]
+    outcomes: dict[str, object] = {}
+    first_two = [threading.Thread(target=lambda r=r: outcomes.__setitem__(r.variant.id, r.execute())) for r in runs[:2]]
+    for thread in first_two:
+        thread.start()
+
+    def bound_pods(run) -> list:
+        pods = e2e.api.get(f"/api/v1/namespaces/{run.outcome.namespace}/pods")["items"] \
+            if run.outcome.namespace in {n["metadata"]["name"] for n in e2e.api.get("/api/v1/namespaces")["items"]} \
+            else []
+        return [p for p in pods if p["spec"].get("nodeName") and p["status"].get("phase") in ("Pending", "Running")]
+
+    deadline = time.monotonic() + 600
+    while not all(bound_pods(r) for r in runs[:2]):
+        assert time.monotonic() < deadline, "the first two half-GPU jobs were never both bound"
+        assert all(t.is_alive() for t in first_two), "a half-GPU job ended before both were bound"
+        time.sleep(0.5)
+    progress("share-a and share-b share the GPU; submitting share-c")
+    outcomes["share-c"] = runs[2].execute()
+    for thread in first_two:
+        thread.join()
+    from .conftest import OUTCOMES
+
+    OUTCOMES.extend(outcomes[r.variant.id] for r in runs)
+
+    a, b, c = (outcomes[r.variant.id] for r in runs)
+    for outcome in (a, b, c):
+        assert outcome.exit_code == 0 and outcome.run.info.status == "FINISHED", outcome.output[-2000:]
+    group = {o.variant.id: o.pods[0]["metadata"]["labels"]["runai-gpu-group"] for o in (a, b, c)}
+    assert group["share-a"] == group["share-b"], "two halves share one GPU"
+    waited = c.pod_events("Unschedulable")
+    assert waited and "GPU with enough free share" in waited[0]["message"], c.events
+    first_finished = min(k8s_time(o.pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"])
+                         for o in (a, b))
+    [scheduled] = c.pod_events("Scheduled")
+    assert k8s_time(scheduled["lastTimestamp"]) >= first_finished - 1, "share-c ran only after a half was free"

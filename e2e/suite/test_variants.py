@@ -1,0 +1,61 @@
+"""Every variant of the matrix runs end to end: `mlflow run --backend kubernetes` under the fake Run:ai scheduler."""
+
+import pytest
+
+from .conftest import SCHEDULER_NAME
+from .variants import MATRIX, NODE_TYPE
+
+pytestmark = pytest.mark.e2e
+
+
+def describe(outcome) -> str:
+    tail = outcome.output[-4000:]
+    return f"{outcome.error}\n--- make run (tail) ---\n{tail}\n(report: e2e-report/{outcome.variant.id})"
+
+
+@pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
+def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
+    outcome = matrix[variant.id]
+    timed_assertions["outcome"] = outcome
+    assert not outcome.error, describe(outcome)
+    assert outcome.exit_code == 0, describe(outcome)
+
+    # The MLflow run finished with what train.py logs, from inside the pod.
+    run = outcome.run
+    assert run is not None and run.info.status == "FINISHED", describe(outcome)
+    assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
+    assert run.data.params == {"alpha": "0.05", "l1_ratio": "0.5"}
+    assert run.data.tags["mlflow.project.backend"] == "kubernetes"
+    assert run.data.tags["runtime.uid"] == "1000", "the container must run as non-root"
+    assert float(run.data.tags["gpu.requested"]) == variant.gpu
+    [model] = outcome.models
+    assert model.source_run_id == run.info.run_id
+
+    # The Job completed in the Run:ai project namespace.
+    [job] = outcome.jobs
+    assert job["metadata"]["namespace"] == f"runai-{outcome.project}"
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"].get("conditions", []))
+    [pod] = outcome.pods
+
+    # The fake Run:ai scheduler bound the pod, with the GPU allocation the answers asked for.
+    if e2e.scheduler:
+        scheduled = outcome.pod_events("Scheduled")
+        assert scheduled and scheduled[-1]["source"]["component"] == SCHEDULER_NAME, outcome.events
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["received-resource-type"] == variant.resource_type
+        assert float(annotations["runai-allocated-gpus"]) == variant.gpu
+        assert annotations["runai/queue"] == outcome.project
+        if variant.resource_type == "Fraction":
+            assert float(annotations["gpu-fraction"]) == variant.gpu
+            assert pod["metadata"]["labels"]["runai-gpu-group"] == annotations["runai-gpu-group"]
+    assert pod["spec"]["schedulerName"] == SCHEDULER_NAME
+    if variant.answers.get("node_type"):
+        assert pod["spec"]["nodeSelector"] == {"run.ai/type": NODE_TYPE}
+    if variant.answers.get("workload_type") == "interactive":
+        assert job["metadata"]["labels"]["priorityClassName"] == "build"
+    if variant.answers.get("large_shm"):
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["spec"]["containers"][0]["volumeMounts"]
+    if variant.answers.get("credentials_secret"):
+        assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == variant.answers["credentials_secret"]
+    [container] = pod["status"]["containerStatuses"]
+    assert container["state"]["terminated"]["exitCode"] == 0

@@ -1,0 +1,36 @@
+"""The e2e option matrix: each variant is a set of cookiecutter answers and what the cluster must show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NODE_TYPE = "e2e-gpu"
+CREDENTIALS_SECRET = "mlflow-credentials"
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    answers: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    expect_success: bool = True
+    gpu_quota: float = 4
+
+    @property
+    def gpu(self) -> float:
+        return float(self.answers.get("gpu", "1"))
+
+    @property
+    def resource_type(self) -> str | None:
+        return "Fraction" if 0 < self.gpu < 1 else "Regular"
+
+
+MATRIX = [
+    Variant("whole-gpu-train", {"gpu": "1"}),
+    Variant("fraction-half-gpu", {"gpu": "0.5"}),
+    Variant("interactive", {"gpu": "1", "workload_type": "interactive"}),
+    Variant("cpu-only", {"gpu": "0", "cpu_limit": "", "memory_limit": ""}),
+    Variant("node-type", {"gpu": "1", "node_type": NODE_TYPE}),
+    Variant("large-shm", {"gpu": "0.25", "large_shm": True}),
+    Variant("credentials-secret", {"gpu": "0", "credentials_secret": CREDENTIALS_SECRET}),
+]
