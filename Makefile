@@ -4,9 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= generated
 CLUSTER ?= kind
+E2E_REPORT_DIR ?= e2e-report
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# e2e/ holds the local_cluster, fake_runai_scheduler and suite packages
+E2E_PY := PYTHONPATH=$(CURDIR)/e2e $(CURDIR)/$(PY)
+CLUSTER_PACKAGES := docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables openssl
 
-.PHONY: help setup generate test test-fast lint bench cluster-up cluster-down cluster-status e2e bench-e2e clean
+.PHONY: help setup generate test test-fast lint bench clean cluster-deps cluster-up cluster-down cluster-status \
+	cluster-test cluster-teardown-test e2e bench-cluster bench-scheduler bench-e2e
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,5 +40,45 @@ lint: setup  ## ruff over the repository (the template folder has its own ruff.t
 bench: setup  ## Print generation time per project
 	$(PY) benchmarks/bench_generation.py
 
-clean:  ## Remove generated projects and caches in the repository
-	rm -rf $(OUT) .pytest_cache .pytest-kind e2e-report
+clean:  ## Remove generated projects and reports in the repository
+	rm -rf $(OUT) .pytest_cache .pytest-kind $(E2E_REPORT_DIR)
+
+# The local cluster (root; Debian packages; Kubernetes and etcd built from Go modules) ---------------
+
+cluster-deps:  ## Install the Debian packages the local cluster needs (root)
+	@missing=""; for c in dockerd containerd runc ctr docker-registry debootstrap iptables openssl; do \
+		command -v $$c >/dev/null || missing=1; done; test -x /usr/lib/cni/bridge || missing=1; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $(CLUSTER_PACKAGES) >/dev/null; fi
+	@echo "cluster packages present"
+
+cluster-up: setup cluster-deps  ## Start (or reuse and repair) the local cluster; prints how to use it
+	$(E2E_PY) -m local_cluster up
+
+cluster-down: setup  ## Remove the local cluster: processes, mounts, links, rules, routes, state
+	$(E2E_PY) -m local_cluster down
+
+cluster-status: setup  ## Show what runs (exit 3 if the cluster is not healthy)
+	$(E2E_PY) -m local_cluster status
+
+cluster-test: setup  ## Local cluster smoke tests and fake Run:ai scheduler tests (cluster up)
+	$(PY) -m pytest e2e/local_cluster/tests e2e/fake_runai_scheduler/tests
+
+cluster-teardown-test: setup  ## Take the cluster down and assert nothing of it is left
+	$(PY) -m pytest e2e/local_cluster/teardown_tests
+
+# End to end --------------------------------------------------------------------------------------
+
+e2e: setup  ## Run generated projects with mlflow run on a cluster: CLUSTER=kind|local|existing
+	mkdir -p $(E2E_REPORT_DIR)
+	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(PY) -m pytest e2e/suite \
+		--junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml
+
+bench-cluster: setup  ## Print cold build, warm cluster-up and pod start figures (restarts the cluster)
+	$(E2E_PY) -m local_cluster.bench
+
+bench-scheduler: setup  ## Print fake scheduler vs kube-scheduler throughput and latency (cluster up)
+	$(E2E_PY) -m fake_runai_scheduler.bench
+
+bench-e2e: setup  ## Print the e2e harness overhead against the floor (CLUSTER as for e2e)
+	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m suite.bench

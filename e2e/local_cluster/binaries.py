@@ -6,9 +6,11 @@ needs only the Go module proxy. Results land in the cache by version; a warm mac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .progress import ClusterError, say, step
@@ -25,6 +27,14 @@ def _version_ldflags(version: str) -> str:
                   f"-X {package}.gitMinor={minor}", f"-X {package}.gitTreeState=clean",
                   f"-X {package}.buildDate=1970-01-01T00:00:00Z"]
     return " ".join(flags)
+
+
+def _record_build_time(settings: ClusterSettings, name: str, seconds: float) -> None:
+    """Keep cold-build figures next to the binaries, for the benchmark on warm machines."""
+    record = settings.bin_dir / "build-times.json"
+    times = json.loads(record.read_text()) if record.exists() else {}
+    times[name] = {"seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count()}
+    record.write_text(json.dumps(times, indent=2))
 
 
 def _go_build(module_dir: Path, out_dir: Path, packages: list[str], ldflags: str, log: Path) -> None:
@@ -53,11 +63,15 @@ def ensure_binaries(settings: ClusterSettings) -> None:
         say(f"building Kubernetes {KUBERNETES_VERSION} from k8s.io/kubernetes (cold: about 6 min on 2 cores, "
             f"once per version)")
         with step(f"go build Kubernetes {KUBERNETES_VERSION}"):
+            started = time.monotonic()
             _go_build(GOMOD_DIR / "kubernetes", kube_dir, [f"k8s.io/kubernetes/cmd/{c}" for c in KUBERNETES_COMMANDS],
                       _version_ldflags(KUBERNETES_VERSION), logs / "kubernetes.log")
+            _record_build_time(settings, f"kubernetes-{KUBERNETES_VERSION}", time.monotonic() - started)
     if not settings.etcd_bin.exists():
         with step(f"go build etcd {ETCD_VERSION}"):
+            started = time.monotonic()
             _go_build(GOMOD_DIR / "etcd", settings.etcd_bin.parent, ["."], "-s -w", logs / "etcd.log")
+            _record_build_time(settings, f"etcd-{ETCD_VERSION}", time.monotonic() - started)
     if not settings.pause_bin.exists():
         with step(f"go build pause {PAUSE_VERSION}"):
             _go_build(GOMOD_DIR / "pause", settings.pause_bin.parent, ["."], "-s -w", logs / "pause.log")

@@ -148,6 +148,7 @@ class ProjectRun:
         self.outcome.phases["env image"] = time.monotonic() - started
         if code != 0:
             raise RuntimeError(f"make image failed:\n{output[-3000:]}")
+        keep_build_cache(project)
 
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
@@ -257,6 +258,21 @@ class ProjectRun:
             except Exception as err:  # noqa: BLE001
                 progress(f"{self.variant.id}: could not save diagnostics: {err}")
         return o
+
+
+CACHE_REPOSITORY = "runai-mlflow-cache/env"
+
+
+def keep_build_cache(project: Path) -> None:
+    """Tag the environment image by its inputs so its layers (the pip install) survive the session's cleanup.
+
+    A build cache, like ~/.cache: it is never pushed, and the next session's `make image` reuses it.
+    """
+    inputs = "".join((project / name).read_text() for name in ("Dockerfile", "requirements.txt"))
+    env_image = next(line.split(":", 1)[1].strip() for line in (project / "MLproject").read_text().splitlines()
+                     if line.strip().startswith("image:"))
+    tag = hashlib.sha256(inputs.encode()).hexdigest()[:16]
+    subprocess.run(["docker", "tag", env_image, f"{CACHE_REPOSITORY}:{tag}"], capture_output=True)
 
 
 def images_of(repository: str) -> list[str]:

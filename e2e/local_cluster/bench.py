@@ -1,0 +1,65 @@
+"""Print the local cluster's figures (not a test): cold build time, warm cluster-up, pod start latency.
+
+Run with root on a machine where `make cluster-up` has run once:
+    python -m local_cluster.bench
+It takes the cluster down and up again to time a warm start, and leaves it up.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import uuid
+
+from fake_runai_scheduler.kubeapi import KubeApi
+
+from .cluster import LocalCluster
+
+PODS = 5
+
+
+def pod_start_seconds(api: KubeApi, namespace: str, image: str) -> float:
+    name = f"start-{uuid.uuid4().hex[:6]}"
+    created = time.monotonic()
+    api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body={
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+            {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}]}})
+    while api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")["status"].get("phase") != "Running":
+        time.sleep(0.05)
+    return time.monotonic() - created
+
+
+def main() -> None:
+    cluster = LocalCluster()
+    record = cluster.settings.bin_dir / "build-times.json"
+    builds = json.loads(record.read_text()) if record.exists() else {}
+    cluster.up()
+    cluster.down()
+    started = time.monotonic()
+    cluster.up()
+    warm_up = time.monotonic() - started
+
+    api = KubeApi.from_kubeconfig(str(cluster.kubeconfig))
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+    while not api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts")["items"]:
+        time.sleep(0.1)
+    image = cluster.settings.pause_image
+    pod_start_seconds(api, namespace, image)  # first pull into the fresh containerd: not "cached"
+    starts = [pod_start_seconds(api, namespace, image) for _ in range(PODS)]
+    api.request("DELETE", f"/api/v1/namespaces/{namespace}", body={"gracePeriodSeconds": 0})
+
+    print("local cluster benchmark")
+    for name, figure in builds.items():
+        print(f"  cold build {name}: {figure['seconds']:.0f} s on {figure['cpus']} cores "
+              f"(measured when built, {figure['date']})")
+    print(f"  warm cluster-up (binaries and images cached, fresh state): {warm_up:.1f} s "
+          f"(target <= 30 s; kind takes about 40-60 s)")
+    print(f"  pod start, cached image, created -> Running: median {statistics.median(starts) * 1000:.0f} ms, "
+          f"max {max(starts) * 1000:.0f} ms over {PODS} pods")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Print the e2e harness's overhead against the floor (figures, not a test).
+
+harness: one variant through the suite (bake, `make image`, `make run` with MLflow's build, push,
+         Job, scheduling, pod run and polling, then gathering facts);
+floor:   the same work done directly: docker build of the environment and project images,
+         docker push, and `docker run` of train.py against the same tracking server.
+Both run in this process, one after the other, so the ratio is measured in one run.
+Also prints the last matrix run's wall time and phase table (e2e-report/), if there is one.
+Needs CLUSTER=local (or kind/existing) like the suite: python -m suite.bench
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+
+from .conftest import E2ESession
+from .runner import ROOT, delete_registry_repository
+from .variants import Variant
+
+VARIANT = Variant("bench-cpu", {"gpu": "0"})
+
+
+def timed(command: list[str], **kwargs) -> float:
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, **kwargs)
+    return time.monotonic() - started
+
+
+def floor(session: E2ESession, project: Path, name: str = "floor") -> dict[str, float]:
+    registry, target = session.target.registry, session.target
+    env_image, image = f"{registry}/floor-bench-env:1", f"{registry}/floor-bench:1"
+    experiment = mlflow.MlflowClient(session.tracking.uri).create_experiment(f"{name}-{session.id}")
+    phases = {"env image": timed(["docker", "build", *target.docker_build_args.split(), "-t", env_image, "."],
+                                 cwd=project)}
+    with tempfile.TemporaryDirectory() as context:
+        subprocess.run(["cp", "-r", str(project), f"{context}/code"], check=True)
+        Path(context, "Dockerfile").write_text(
+            f"FROM {env_image}\nCOPY code/ /mlflow/projects/code/\nWORKDIR /mlflow/projects/code/\n")
+        phases["project image"] = timed(["docker", "build", "-t", image, context])
+    phases["push"] = timed(["docker", "push", image])
+    phases["container run"] = timed([
+        "docker", "run", "--rm", "--network", "host", "-e", f"MLFLOW_TRACKING_URI={session.tracking.uri}",
+        "-e", f"MLFLOW_EXPERIMENT_ID={experiment}", "-e", "HOME=/tmp", "-e", "GIT_PYTHON_REFRESH=quiet",
+        image, "python", "train.py"])
+    for reference in (image, env_image):
+        subprocess.run(["docker", "image", "rm", "-f", reference], capture_output=True)
+    for repository in ("floor-bench", "floor-bench-env"):
+        delete_registry_repository(registry, repository)
+    return phases
+
+
+def main() -> None:
+    report = Path(os.environ.get("E2E_REPORT_DIR", ROOT / "e2e-report"))
+    matrix_seconds = report / "matrix-seconds.txt"
+    summary = report / "summary.txt"
+    with tempfile.TemporaryDirectory() as work:
+        session = E2ESession(Path(work) / "report", Path(work))
+        (Path(work) / "report").mkdir()
+        session.start()
+        try:
+            # Warm the caches both sides share (env image layers, registry blobs), then time each side.
+            session.project_run(Variant("bench-warmup", VARIANT.answers)).execute()
+            floor(session, Path(work) / "bench-warmup" / f"bench-warmup-{session.id}", "warmup")
+            run = session.project_run(VARIANT)
+            outcome = run.execute()
+            if outcome.exit_code != 0:
+                raise SystemExit(f"the benchmark variant failed: {outcome.error or outcome.output[-1500:]}")
+            harness = {k: v for k, v in outcome.phases.items() if not k.startswith("_") and k != "mlflow build+push"
+                       and k not in ("schedule", "pod run")}
+            detail = {k: outcome.phases[k] for k in ("mlflow build+push", "schedule", "pod run") if k in outcome.phases}
+            floor_phases = floor(session, Path(work) / VARIANT.id / outcome.slug)
+        finally:
+            leftovers = session.close()
+    harness_total, floor_total = sum(harness.values()), sum(floor_phases.values())
+    print(f"e2e harness overhead ({VARIANT.id}, on the {session.target.name} cluster)")
+    print("  harness: " + ", ".join(f"{k} {v:.1f}s" for k, v in harness.items()) + f" = {harness_total:.1f}s")
+    print("           inside mlflow run: " + ", ".join(f"{k} {v:.1f}s" for k, v in detail.items()))
+    print("  floor:   " + ", ".join(f"{k} {v:.1f}s" for k, v in floor_phases.items()) + f" = {floor_total:.1f}s")
+    print(f"  overhead ratio harness/floor: {harness_total / floor_total:.2f}x (target <= 1.25)")
+    if matrix_seconds.exists():
+        print(f"  last matrix run (make e2e): {float(matrix_seconds.read_text()):.0f}s wall for the whole matrix "
+              f"(target <= 600s on a warm local cluster)")
+    if summary.exists():
+        print("  per-phase timings of the last e2e run:")
+        for line in summary.read_text().splitlines():
+            print(f"    {line}")
+    if leftovers:
+        raise SystemExit(f"benchmark left things behind: {leftovers}")
+
+
+if __name__ == "__main__":
+    main()
