@@ -53,7 +53,8 @@ def main() -> None:
 
     print("local cluster benchmark")
     for name, figure in builds.items():
-        print(f"  cold build {name}: {figure['seconds']:.0f} s on {figure['cpus']} cores "
+        cache = figure.get("go_cache", "cold")
+        print(f"  build {name}: {figure['seconds']:.0f} s on {figure['cpus']} cores with a {cache} Go build cache "
               f"(measured when built, {figure['date']})")
     print(f"  warm cluster-up (binaries and images cached, fresh state): {warm_up:.1f} s "
           f"(target <= 30 s; kind takes about 40-60 s)")
