@@ -7,11 +7,14 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", [{}, {"gpu": "0.5", "description": 'quotes "and" {{ braces }}'}],
+@pytest.mark.parametrize("variant", [{}, {"gpu": "0.5", "description": 'quotes "and" colons: # hash'}],
                          ids=["defaults", "fraction"])
 def test_generated_project_tests_pass(bake, variant):
-    project = bake(**variant).project_path
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                            cwd=project, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4 passed" in result.stdout
+    result = bake(**variant)
+    assert result.exception is None, result.exception  # never run pytest with cwd=None (the repo itself)
+    project = result.project_path
+    assert (project / "tests" / "test_train.py").is_file()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                         cwd=project, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "4 passed" in run.stdout

@@ -28,28 +28,39 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def _first_exceeded(bounds: dict[str, float], allocated: dict[str, float], requested: dict[str, float]):
+    """The first resource (and its bound) that the request would push past its bound, or None."""
+    for resource in UNITS:
+        bound = bounds[resource]
+        if bound != UNLIMITED and requested[resource] > 0 and allocated[resource] + requested[resource] > bound + 1e-9:
+            return resource, bound
+    return None
+
+
 def over_limit(queue: Queue, usage: QueueUsage, w: Workload) -> str | None:
     allocated, requested = _allocated(usage), _requested(w)
-    for resource, unit in UNITS.items():
-        limit = queue.resource(resource).limit
-        if limit != UNLIMITED and requested[resource] > 0 and allocated[resource] + requested[resource] > limit + 1e-9:
-            return (f"{queue.name} quota has reached the allowable limit of {unit}. Limit is {_fmt(limit)} {unit}, "
-                    f"currently {_fmt(allocated[resource])} {unit} allocated and workload requested "
-                    f"{_fmt(requested[resource])} {unit}")
-    return None
+    exceeded = _first_exceeded({r: queue.resource(r).limit for r in UNITS}, allocated, requested)
+    if not exceeded:
+        return None
+    resource, limit = exceeded
+    unit = UNITS[resource]
+    return (f"{queue.name} quota has reached the allowable limit of {unit}. Limit is {_fmt(limit)} {unit}, "
+            f"currently {_fmt(allocated[resource])} {unit} allocated and workload requested "
+            f"{_fmt(requested[resource])} {unit}")
 
 
 def non_preemptible_over_quota(queue: Queue, usage: QueueUsage, w: Workload) -> str | None:
     if w.preemptible:
         return None
     allocated, requested = _allocated(usage, non_preemptible=True), _requested(w)
-    for resource, unit in UNITS.items():
-        quota = queue.resource(resource).quota
-        if quota != UNLIMITED and requested[resource] > 0 and allocated[resource] + requested[resource] > quota + 1e-9:
-            return (f"Non-preemptible workload is over quota. Workload requested {_fmt(requested[resource])} {unit}, "
-                    f"but {queue.name} quota is {_fmt(quota)} {unit}, while {_fmt(allocated[resource])} {unit} are "
-                    f"already allocated for non-preemptible pods. Use a preemptible workload to go over quota.")
-    return None
+    exceeded = _first_exceeded({r: queue.resource(r).quota for r in UNITS}, allocated, requested)
+    if not exceeded:
+        return None
+    resource, quota = exceeded
+    unit = UNITS[resource]
+    return (f"Non-preemptible workload is over quota. Workload requested {_fmt(requested[resource])} {unit}, "
+            f"but {queue.name} quota is {_fmt(quota)} {unit}, while {_fmt(allocated[resource])} {unit} are "
+            f"already allocated for non-preemptible pods. Use a preemptible workload to go over quota.")
 
 
 def under_quota_after(queue: Queue, usage: QueueUsage, w: Workload) -> bool:
