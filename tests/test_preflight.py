@@ -1,0 +1,67 @@
+"""`make run` refuses to submit (before MLflow creates a run) when the environment cannot work.
+
+A stand-in `docker` on PATH decides whether Docker looks up; Kubernetes is a kubeconfig that does not exist.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def project(bake):
+    return bake().project_path
+
+
+def preflight(project, tmp_path, docker_ok: bool, **env):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    docker = bin_dir / "docker"
+    down = "echo 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
+    docker.write_text("#!/bin/sh\n" + ("exit 0\n" if docker_ok else down))
+    docker.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("TRACKING_URI") and k != "KUBECONFIG"}
+    full_env = {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECONFIG": str(tmp_path / "missing"), **env}
+    return subprocess.run([sys.executable, "preflight.py"], cwd=project, env=full_env, capture_output=True, text=True)
+
+
+GOOD = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "KUBE_MLFLOW_TRACKING_URI": "http://10.0.0.5:5000"}
+
+
+@pytest.mark.parametrize("env, says", [
+    ({}, "MLFLOW_TRACKING_URI is ''"),
+    ({**GOOD, "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, "sqlite store means nothing inside the pod"),
+    ({**GOOD, "KUBE_MLFLOW_TRACKING_URI": ""}, "KUBE_MLFLOW_TRACKING_URI is ''"),
+    ({**GOOD, "KUBE_MLFLOW_TRACKING_URI": "file:///tmp/mlruns"}, "as seen from pods"),
+], ids=["no-tracking-uri", "sqlite-tracking-uri", "no-pod-uri", "file-pod-uri"])
+def test_refuses_tracking_uris_pods_cannot_use(project, tmp_path, env, says):
+    result = preflight(project, tmp_path, docker_ok=True, **env)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    assert "no MLflow run was created" in result.stderr
+
+
+def test_refuses_when_docker_is_not_running(project, tmp_path):
+    result = preflight(project, tmp_path, docker_ok=False, **GOOD)
+    assert result.returncode == 2 and "Docker is not running (Cannot connect to the Docker daemon)" in result.stderr
+
+
+def test_refuses_when_the_kube_context_cannot_be_loaded(project, tmp_path):
+    result = preflight(project, tmp_path, docker_ok=True, **GOOD)
+    assert result.returncode == 2 and "Cannot load the current context from your kubeconfig" in result.stderr
+
+
+def test_make_run_stops_at_preflight(project, tmp_path):
+    """make run never reaches `mlflow run` when preflight refuses."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "mlflow-was-called"
+    (bin_dir / "mlflow").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (bin_dir / "mlflow").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("TRACKING_URI")}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = subprocess.run(["make", "run", f"PYTHON={sys.executable}"], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "preflight:" in result.stderr
+    assert not marker.exists()
