@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import pytest
 import yaml
@@ -59,6 +60,7 @@ def test_config_files_parse(bake, variant):
     assert config["repository-uri"] == variant.get("image_repository", f"registry.example.com/team-a/{project.name}"
                                                    if "runai_project" not in variant else config["repository-uri"])
     assert ("kube-context" in config) == bool(variant.get("kube_context"))
+    assert tomllib.loads((project / "ruff.toml").read_text())["line-length"] == 120
     mlproject = yaml.safe_load((project / "MLproject").read_text())
     assert mlproject["name"] == project.name
     answers = json.loads((project / ".runai-mlflow-answers.json").read_text())

@@ -56,9 +56,16 @@ def _go_build(module_dir: Path, out_dir: Path, packages: list[str], ldflags: str
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
     command = [go, "build", "-trimpath", "-o", f"{partial}/", "-ldflags", ldflags, *packages]
     log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with open(log, "w") as out:
-        result = subprocess.run(command, cwd=module_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+        build = subprocess.Popen(command, cwd=module_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+        while True:  # a heartbeat, so a long cold build shows it is alive
+            try:
+                build.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                say(f"  still building {module_dir.name} ({time.monotonic() - started:.0f}s; log: {log})")
+    if build.returncode != 0:
         tail = log.read_text()[-2000:]
         raise ClusterError(f"go build failed in {module_dir}:\n{tail}", log)
     shutil.rmtree(out_dir, ignore_errors=True)
