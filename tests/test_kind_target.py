@@ -7,7 +7,6 @@ import inspect
 import os
 
 import yaml
-
 from suite import targets
 
 
