@@ -179,4 +179,8 @@ def test_sigkill_mid_stream_binds_nothing_twice(api, nodes, namespace, cluster, 
     assert bound > killed_at
     assert assert_no_overcommit(api, namespace, node_gpus, LIMITS) == bound
     for pod in bound_pods(api, namespace):
-        assert len(events_for(api, namespace, pod["metadata"]["name"], "Scheduled")) == 1, pod["metadata"]["name"]
+        # Annotations arrive with the binding itself, so every bound pod was bound by the fake scheduler.
+        assert pod["metadata"]["annotations"]["pod-group-name"].startswith("pg-"), pod["metadata"]["name"]
+        # Events are written asynchronously (as kube-scheduler's are): a SIGKILL right after a bind may
+        # lose that pod's event, but no pod is ever reported bound twice.
+        assert len(events_for(api, namespace, pod["metadata"]["name"], "Scheduled")) <= 1, pod["metadata"]["name"]
