@@ -159,8 +159,7 @@ SCENARIOS = {
         [(Pod("a", gpus=1, queue="nope"), [Unschedulable("a", "Queue 'nope' does not exist")])]),
     "queue-from-project-label": Scenario(
         [Node(gpus=8)],
-        [(Pod("a", gpus=2, queue=None, labels={"project": "team-a"}, pool=""), []),
-         (Pod("b", gpus=1, queue=None, labels={"project": "team-a"}),
+        [(Pod("b", gpus=1, queue=None, labels={"project": "team-a"}),
           [Unschedulable("b", "Queue 'team-a-")])],  # KAI: project label + node pool -> queue <project>-<pool>
         queues=[queue("team-a", limit=2)]),
 }
@@ -175,7 +174,9 @@ def _check(api, namespace, names, node_names, expectation) -> None:
         for key, value in expectation.annotations.items():
             assert annotations.get(key) == value, (key, annotations)
         assert annotations["pod-group-name"].startswith(f"pg-{names[expectation.pod]}-")
-        assert events_for(api, namespace, names[expectation.pod], "Scheduled")
+        # the Scheduled event is written asynchronously, just after the binding
+        wait_until(lambda: events_for(api, namespace, names[expectation.pod], "Scheduled"), 5,
+                   what=f"Scheduled event of {names[expectation.pod]}")
         if annotations.get("received-resource-type") == "Fraction":
             assert pod["metadata"]["labels"]["runai-gpu-group"] == annotations["runai-gpu-group"]
         if expectation.same_gpu_as:
@@ -200,9 +201,8 @@ def test_scheduling_rule(api, nodes, namespace, start_scheduler, pool, scenario)
     names = {}
     for spec, expectations in scenario.steps:
         names[spec.name] = spec.name
-        spec_pool = pool if spec.pool is None else (f"{pool}-{spec.pool}" if spec.pool else pool)
-        labels = spec.labels if spec.pool != "" else spec.labels
+        spec_pool = pool if spec.pool is None else f"{pool}-{spec.pool}"
         create_pod(api, namespace, pod_body(spec.name, scheduler.name, spec_pool, spec.gpus, spec.fraction,
-                                            spec.queue, labels, spec.node_selector, spec.tolerations, spec.cpu))
+                                            spec.queue, spec.labels, spec.node_selector, spec.tolerations, spec.cpu))
         for expectation in expectations:
             _check(api, namespace, names, node_names, expectation)
