@@ -203,15 +203,22 @@ def _check_resources(answers: dict, problems: list[Problem]) -> GpuRequest | Non
     return gpu
 
 
+INT32_MAX = 2**31 - 1  # Kubernetes stores these fields as 32-bit integers
+
+
 def _check_durations(answers: dict, problems: list[Problem]) -> None:
     rules = {
         "active_deadline_seconds": (1, "must be a positive whole number of seconds"),
         "ttl_seconds_after_finished": (300, "must be a whole number of seconds, at least 300: MLflow polls the "
                                             "Job every 5 s and crashes if it was already deleted"),
+        "max_preemptions": (0, "must be a whole number, 0 or more (the Job's backoffLimit: how many preemptions "
+                               "without a DisruptionTarget condition a run survives; 0 fails on the first)"),
+        "termination_grace_period_seconds": (10, "must be a whole number of seconds, at least 10: after SIGTERM "
+                                                 "train.py finishes its epoch and uploads a checkpoint"),
     }
     for field, (minimum, rule) in rules.items():
         text = str(answers.get(field, "")).strip()
-        if not text.isdigit() or int(text) < minimum:
+        if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= INT32_MAX:
             problems.append(Problem(field, text, rule))
 
 

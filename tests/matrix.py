@@ -7,12 +7,14 @@ VARIANTS = [
     {"gpu": "0.25", "workload_type": "interactive"},
     {"gpu": "0", "cpu_limit": "", "memory_limit": ""},
     {"gpu": "4", "large_shm": True, "memory_request": "16Gi", "memory_limit": "32Gi"},
-    {"workload_type": "interactive", "gpu": "1"},
+    {"workload_type": "interactive", "gpu": "1", "max_preemptions": "0"},
+    {"max_preemptions": "100", "termination_grace_period_seconds": "600"},
     {"node_type": "dgx-a100", "node_pool": "a100-pool"},
     {"kube_context": "runai-prod", "image_pull_secret": "regcred", "credentials_secret": "mlflow-s3"},
     {"scheduler_name": "default-scheduler", "gpu": "2", "base_image": "local/python:3.11-bookworm"},
     {"project_name": "x", "project_slug": "a" * 30, "runai_project": "r" * 57,
-     "active_deadline_seconds": "60", "ttl_seconds_after_finished": "300", "cpu_request": "250m", "cpu_limit": "500m"},
+     "active_deadline_seconds": "60", "ttl_seconds_after_finished": "300", "cpu_request": "250m", "cpu_limit": "500m",
+     "termination_grace_period_seconds": "10"},
 ]
 
 

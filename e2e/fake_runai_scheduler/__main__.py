@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler-name", help="schedulerName to serve (default from the config, runai-scheduler)")
     parser.add_argument("--no-priority-classes", action="store_true",
                         help="do not create Run:ai's PriorityClasses (train, build-preemptible, build, inference)")
+    parser.add_argument("--update-pod-eviction-condition", action="store_true",
+                        help="as KAI's flag of that name: set the DisruptionTarget condition (reason "
+                             "PreemptionByScheduler) on a preempted pod before deleting it (default: delete only)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler_name:
         config = dataclasses.replace(config, scheduler_name=args.scheduler_name)
     scheduler = FakeRunaiScheduler(KubeApi.from_kubeconfig(args.kubeconfig, args.context), config,
-                                   create_priority_classes=not args.no_priority_classes).start()
+                                   create_priority_classes=not args.no_priority_classes,
+                                   update_pod_eviction_condition=args.update_pod_eviction_condition).start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

@@ -18,6 +18,7 @@ from .workload import Workload
 
 log = logging.getLogger(__name__)
 GPU_GROUP_LABEL = "runai-gpu-group"
+DISRUPTION_TARGET = "DisruptionTarget"
 
 
 def now() -> str:
@@ -39,8 +40,10 @@ def binding_annotations(w: Workload, placement: Placement) -> dict[str, str]:
 
 
 class Writer:
-    def __init__(self, api: KubeApi, scheduler_name: str):
+    def __init__(self, api: KubeApi, scheduler_name: str, update_pod_eviction_condition: bool = False):
         self.api, self.scheduler_name = api, scheduler_name
+        # KAI's --update-pod-eviction-condition (default off): mark a victim DisruptionTarget before deleting it.
+        self.update_pod_eviction_condition = update_pod_eviction_condition
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="event writer", daemon=True)
         self._thread.start()
@@ -73,6 +76,12 @@ class Writer:
                         f"{preemptor.namespace}/{preemptor.group}")
         self.event(victim, "Normal", "Evict", message)
         try:
+            if self.update_pod_eviction_condition:
+                # Synchronous, before the DELETE: a Job's podFailurePolicy reads it from the terminated pod.
+                self.api.request("PATCH", f"{pod_path(victim.namespace, victim.name)}/status", body={"status": {
+                    "conditions": [{"type": DISRUPTION_TARGET, "status": "True", "reason": "PreemptionByScheduler",
+                                    "message": message, "lastTransitionTime": now()}]}},
+                    content_type="application/strategic-merge-patch+json")
             self.api.request("DELETE", pod_path(victim.namespace, victim.name),
                              body={"preconditions": {"uid": victim.uid}})
         except ApiError as err:

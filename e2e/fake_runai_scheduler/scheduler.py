@@ -35,7 +35,7 @@ class Assumed:
 
 class FakeRunaiScheduler:
     def __init__(self, api: KubeApi, config: SchedulerConfig, period: float = 1.0,
-                 create_priority_classes: bool = True):
+                 create_priority_classes: bool = True, update_pod_eviction_condition: bool = False):
         self.api, self.config, self.period = api, config, period
         self.name = config.scheduler_name
         self.create_priority_classes = create_priority_classes
@@ -44,7 +44,7 @@ class FakeRunaiScheduler:
         paths = {"pods": "/api/v1/pods", "nodes": "/api/v1/nodes", "namespaces": "/api/v1/namespaces",
                  "jobs": "/apis/batch/v1/jobs", "priorityclasses": "/apis/scheduling.k8s.io/v1/priorityclasses"}
         self.informers = {kind: Informer(api, path, self._wake.set) for kind, path in paths.items()}
-        self.writer = Writer(api, self.name)
+        self.writer = Writer(api, self.name, update_pod_eviction_condition)
         self.assumed: dict[str, Assumed] = {}
         self.reported: dict[str, str] = {}
         self.evictions: dict[str, set[str]] = {}
@@ -73,6 +73,15 @@ class FakeRunaiScheduler:
         if self._thread:
             self._thread.join(10)
         self.writer.flush()
+
+    @property
+    def update_pod_eviction_condition(self) -> bool:
+        """Whether victims get the DisruptionTarget condition before deletion (KAI's flag; off by default)."""
+        return self.writer.update_pod_eviction_condition
+
+    @update_pod_eviction_condition.setter
+    def update_pod_eviction_condition(self, enabled: bool) -> None:
+        self.writer.update_pod_eviction_condition = enabled
 
     def add_queue(self, queue: Queue) -> None:
         """Serve another Run:ai project (the e2e suite creates projects as it goes)."""

@@ -62,7 +62,7 @@ class E2ESession:
         run = ProjectRun(variant, self.target, self.api, self.tracking.uri, self.id, self.work_dir / variant.id,
                          self.report_dir, SCHEDULER_NAME, deadline)
         if self.scheduler:
-            self.scheduler.add_queue(Queue(run.outcome.project, Quota(variant.gpu_quota, -1)))
+            self.scheduler.add_queue(Queue(run.outcome.project, Quota(variant.gpu_quota, variant.gpu_limit)))
         self.runs.append(run)
         return run
 
@@ -170,3 +170,23 @@ def pytest_terminal_summary(terminalreporter):
     report = Path(os.environ.get("E2E_REPORT_DIR", ROOT / "e2e-report"))
     if report.exists():
         (report / "summary.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def one_gpu_node(e2e):
+    """Shrink the GPU node to one GPU for this test, then restore it."""
+    if e2e.target.name == "existing" or not e2e.target.gpu_nodes:
+        pytest.skip("changes node capacity; runs on kind and local clusters only")
+    node = e2e.target.gpu_nodes[0]
+    before = e2e.api.get(f"/api/v1/nodes/{node}")
+
+    def set_gpus(count: str) -> None:
+        e2e.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
+                        body={"metadata": {"labels": {"nvidia.com/gpu.count": count}}})
+        e2e.api.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
+                        body={"status": {"capacity": {"nvidia.com/gpu": count},
+                                         "allocatable": {"nvidia.com/gpu": count}}})
+
+    set_gpus("1")
+    yield node
+    set_gpus(before["status"]["capacity"]["nvidia.com/gpu"])

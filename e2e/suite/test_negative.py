@@ -38,35 +38,35 @@ def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e):
     assert not outcome.pod_events("Scheduled")
 
 
-def test_training_failure_fails_the_run_and_keeps_the_pod_log(e2e):
+def failed_at_once(outcome) -> dict:
+    """The Job failed through its podFailurePolicy on its first pod: no retry. Returns that pod's termination."""
+    assert outcome.exit_code not in (0, None), outcome.output[-2000:]
+    assert outcome.run.info.status == "FAILED"
+    [job] = outcome.jobs
+    [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] == "PodFailurePolicy", failed
+    assert job["status"].get("failed") == 1 and not job["status"].get("active")
+    created = [e for e in outcome.events.get(job["metadata"]["name"], []) if e["reason"] == "SuccessfulCreate"]
+    assert len(created) == 1, "a failed training is not retried"
+    [pod] = outcome.pods
+    return pod["status"]["containerStatuses"][0]["state"]["terminated"]
+
+
+def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e):
     variant = Variant("bad-parameter", {"gpu": "0"}, params={"l1_ratio": "2"}, expect_success=False)
     outcome = run_one(e2e, variant)
-    assert outcome.exit_code not in (0, None)
-    assert outcome.run.info.status == "FAILED"
+    terminated = failed_at_once(outcome)
+    assert terminated["exitCode"] == 2  # argparse's usage error
     [pod] = outcome.pods
-    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
     log = (e2e.report_dir / variant.id / f"{pod['metadata']['name']}.log").read_text()
     assert "--l1-ratio must be between 0 and 1, got 2.0" in log
 
 
-@pytest.fixture
-def one_gpu_node(e2e):
-    """Shrink the GPU node to one GPU for this test, then restore it."""
-    if e2e.target.name == "existing" or not e2e.target.gpu_nodes:
-        pytest.skip("changes node capacity; runs on kind and local clusters only")
-    node = e2e.target.gpu_nodes[0]
-    before = e2e.api.get(f"/api/v1/nodes/{node}")
-
-    def set_gpus(count: str) -> None:
-        e2e.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
-                        body={"metadata": {"labels": {"nvidia.com/gpu.count": count}}})
-        e2e.api.request("PATCH", f"/api/v1/nodes/{node}/status", content_type="application/merge-patch+json",
-                        body={"status": {"capacity": {"nvidia.com/gpu": count},
-                                         "allocatable": {"nvidia.com/gpu": count}}})
-
-    set_gpus("1")
-    yield node
-    set_gpus(before["status"]["capacity"]["nvidia.com/gpu"])
+def test_out_of_memory_fails_the_run_at_once(e2e):
+    """An OOM kill (137) is a bug to fix, not a preemption to ride out."""
+    variant = Variant("oom", {"gpu": "0", "memory_request": "32Mi", "memory_limit": "64Mi"}, expect_success=False)
+    terminated = failed_at_once(run_one(e2e, variant))
+    assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled"), terminated
 
 
 def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):

@@ -15,6 +15,7 @@ class Variant:
     params: dict = field(default_factory=dict)
     expect_success: bool = True
     gpu_quota: float = 4
+    gpu_limit: float = -1  # -1: unlimited (a preemptible job may use idle GPUs over its quota)
 
     @property
     def gpu(self) -> float:

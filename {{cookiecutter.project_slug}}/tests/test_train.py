@@ -1,32 +1,73 @@
-"""train.py logs metrics and a model to the tracking server it is given."""
+"""train.py logs metrics and a model to the tracking server it is given, and resumes after preemption."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
+PREEMPTED = 143  # what Kubernetes' SIGTERM must turn into; the Job template retries only this exit code
 
 
-def run_train(tmp_path, *args):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts")}
-    return subprocess.run([sys.executable, str(PROJECT / "train.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+def train_env(tmp_path, run_id=None):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env.pop("MLFLOW_RUN_ID", None)
+    return {**env, "MLFLOW_RUN_ID": run_id} if run_id else env
+
+
+def run_train(tmp_path, *args, run_id=None):
+    return subprocess.run([sys.executable, str(PROJECT / "train.py"), *args], cwd=tmp_path,
+                          env=train_env(tmp_path, run_id), capture_output=True, text=True, timeout=300)
+
+
+def steps(run_id, key="rmse"):
+    return sorted(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key))
+
+
+def start_and_stop_midway(tmp_path, sig, *args, after_epoch=15):
+    """Start a training, wait until it logged `after_epoch`, and send it `sig` as Kubernetes would."""
+    process = subprocess.Popen([sys.executable, str(PROJECT / "train.py"), *args], cwd=tmp_path,
+                               env=train_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    run_id = None
+    while True:
+        assert process.poll() is None, "training ended before it could be stopped: " + process.communicate()[1]
+        assert time.monotonic() < deadline, f"training never reached epoch {after_epoch}"
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        if runs and (run_id := runs[0].info.run_id) and max(steps(run_id), default=-1) >= after_epoch:
+            break
+        time.sleep(0.2)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    return run_id, process.returncode, out + err
+
+
+@pytest.fixture(autouse=True)
+def tracking(tmp_path, monkeypatch):
+    """A throw-away store, created here first: two processes must not create its tables at once.
+
+    Its artifacts go to ./mlruns of the process that creates it, so that is the temporary folder too.
+    """
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.search_experiments()
 
 
 def test_train_logs_metrics_and_model(tmp_path):
-    result = run_train(tmp_path, "--alpha", "0.01", "--l1-ratio", "0.1")
+    result = run_train(tmp_path, "--alpha", "0.01", "--l1-ratio", "0.1", "--epochs", "20")
     assert result.returncode == 0, result.stderr
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "FINISHED"
     assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
     assert run.data.metrics["r2"] > 0.2
+    assert steps(run.info.run_id) == list(range(20))
+    assert run.data.tags["restarts"] == "0"
     assert run.data.params == {}, "MLflow logs the entry-point params; train.py must not"
     [model] = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert model.source_run_id == run.info.run_id
@@ -34,8 +75,51 @@ def test_train_logs_metrics_and_model(tmp_path):
     assert loaded.predict([[0.0] * 10]).shape == (1,)
 
 
-@pytest.mark.parametrize("args", [["--l1-ratio", "2"], ["--alpha", "-1"], ["--alpha", "abc"]])
+def test_sigterm_saves_a_checkpoint_and_a_restart_resumes_the_same_run(tmp_path):
+    args = ("--epochs", "400", "--checkpoint-every", "50")
+    run_id, code, output = start_and_stop_midway(tmp_path, signal.SIGTERM, *args)
+    assert code == PREEMPTED, output
+    stopped = mlflow.get_run(run_id)
+    assert stopped.info.status == "RUNNING", "a preempted run goes on in the next pod: never FAILED"
+    done = max(steps(run_id))
+    assert done < 399 and "checkpoint saved" in output
+
+    result = run_train(tmp_path, *args, run_id=run_id)  # the replacement pod: same MLFLOW_RUN_ID
+    assert result.returncode == 0, result.stderr
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("rmse", "mae", "r2"):
+        assert steps(run_id, key) == list(range(400)), f"{key}: every epoch exactly once"
+    assert run.data.tags["restarts"] == "1"
+    assert run.data.tags["resumed_from_epoch"] == str(done + 1), "SIGTERM saved the last finished epoch"
+    assert run.data.metrics["epochs_redone"] == 0
+    assert run.data.metrics["r2"] > 0.2
+    [model] = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert model.source_run_id == run_id
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_other_slot(tmp_path):
+    """SIGKILL during an upload can damage the slot being written; the other one still holds a checkpoint."""
+    args = ("--epochs", "300", "--checkpoint-every", "5")
+    run_id, code, output = start_and_stop_midway(tmp_path, signal.SIGTERM, *args, after_epoch=20)
+    assert code == PREEMPTED, output
+    artifacts = Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    slots = sorted(artifacts.glob("checkpoints/slot-*.ckpt"))
+    assert len(slots) == 2
+    newest = max(slots, key=lambda path: int(path.read_bytes().split(b'"epoch": ')[1].split(b",")[0]))
+    newest.write_bytes(newest.read_bytes()[:-7])  # a cut-short save
+
+    result = run_train(tmp_path, *args, run_id=run_id)
+    assert result.returncode == 0, result.stderr
+    assert "damaged" in result.stderr
+    run = mlflow.get_run(run_id)
+    assert steps(run_id) == list(range(300)), "redone epochs are not logged twice"
+    assert run.data.metrics["epochs_redone"] >= 1
+
+
+@pytest.mark.parametrize("args", [["--l1-ratio", "2"], ["--alpha", "-1"], ["--alpha", "abc"], ["--epochs", "0"],
+                                  ["--checkpoint-every", "0"]])
 def test_bad_parameters_exit_non_zero(tmp_path, args):
     result = run_train(tmp_path, *args)
-    assert result.returncode != 0
+    assert result.returncode not in (0, PREEMPTED)
     assert "must be" in result.stderr or "invalid" in result.stderr

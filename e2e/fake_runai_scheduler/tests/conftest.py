@@ -43,9 +43,10 @@ def start_scheduler(api):
     """start_scheduler(queues) -> a running FakeRunaiScheduler with a scheduler name of its own."""
     started = []
 
-    def start(queues: list[dict], name: str | None = None) -> FakeRunaiScheduler:
+    def start(queues: list[dict], name: str | None = None, **options) -> FakeRunaiScheduler:
         name = name or f"runai-scheduler-{uuid.uuid4().hex[:6]}"
-        scheduler = FakeRunaiScheduler(api, parse_config({"schedulerName": name, "queues": queues}), period=0.5)
+        scheduler = FakeRunaiScheduler(api, parse_config({"schedulerName": name, "queues": queues}), period=0.5,
+                                       **options)
         started.append(scheduler.start())
         return scheduler
 

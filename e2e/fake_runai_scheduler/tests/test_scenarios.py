@@ -22,6 +22,7 @@ from .harness import (
 )
 
 pytestmark = pytest.mark.cluster
+HOLD_FINALIZER = "runai-mlflow.test/hold"
 BUILD = {"priorityClassName": "build"}  # interactive: non-preemptible (priority 100)
 
 
@@ -46,6 +47,7 @@ class Pod:
     tolerations: list = field(default_factory=list)
     cpu: str = "100m"
     pool: str | None = None
+    hold: bool = False  # a finalizer keeps the deleted pod readable, to see what the scheduler wrote on it
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Unschedulable:
 class Evicted:
     pod: str
     says: str
+    disruption_target: bool | None = None  # whether the pod must carry DisruptionTarget (needs Pod.hold)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Scenario:
     nodes: list[Node]
     steps: list[tuple[Pod, list]]
     queues: list[dict] = field(default_factory=lambda: [queue("team-a")])
+    update_pod_eviction_condition: bool = False
 
 
 def queue(name: str, quota: float = -1, limit: float = -1) -> dict:
@@ -124,6 +128,27 @@ SCENARIOS = {
          (Pod("build", gpus=1, labels=BUILD), [
              Evicted("train", "was preempted by higher priority workload"), Bound("build")])],
         queues=[queue("team-a", quota=1)]),
+    "preempt-deletes-only-by-default": Scenario(
+        [Node(gpus=1)],
+        [(Pod("train", gpus=1, hold=True), [Bound("train")]),
+         (Pod("build", gpus=1, labels=BUILD), [
+             Evicted("train", "was preempted by higher priority workload", disruption_target=False),
+             Bound("build")])],
+        queues=[queue("team-a", quota=1)]),
+    "preempt-marks-disruption-target": Scenario(
+        [Node(gpus=1)],
+        [(Pod("train", gpus=1, hold=True), [Bound("train")]),
+         (Pod("build", gpus=1, labels=BUILD), [
+             Evicted("train", "was preempted by higher priority workload", disruption_target=True),
+             Bound("build")])],
+        queues=[queue("team-a", quota=1)], update_pod_eviction_condition=True),
+    "reclaim-marks-disruption-target": Scenario(
+        [Node(gpus=2)],
+        [(Pod("a1", gpus=1, queue="team-a"), [Bound("a1")]),
+         (Pod("a2", gpus=1, queue="team-a", hold=True), [Bound("a2")]),
+         (Pod("b1", gpus=1, queue="team-b"), [
+             Evicted("a2", "was preempted by workload", disruption_target=True), Bound("b1")])],
+        queues=[queue("team-a", quota=1), queue("team-b", quota=1)], update_pod_eviction_condition=True),
     "reclaim-across-queues": Scenario(
         [Node(gpus=2)],
         [(Pod("a1", gpus=1, queue="team-a"), [Bound("a1")]),
@@ -165,6 +190,12 @@ SCENARIOS = {
 }
 
 
+def release(api, namespace: str, name: str) -> None:
+    """Drop the test's finalizer so the deleted pod goes away (the namespace could not be removed otherwise)."""
+    api.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}", body={"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json")
+
+
 def _check(api, namespace, names, node_names, expectation) -> None:
     if isinstance(expectation, Bound):
         pod = wait_bound(api, namespace, names[expectation.pod])
@@ -188,6 +219,17 @@ def _check(api, namespace, names, node_names, expectation) -> None:
         assert stays_unbound(api, namespace, names[expectation.pod], 0.5)
     elif isinstance(expectation, Evicted):
         name = names[expectation.pod]
+        if expectation.disruption_target is not None:
+            pod = wait_until(lambda: (p := get_pod(api, namespace, name)) and p["metadata"].get("deletionTimestamp")
+                             and p, 20, what=f"{name} deleted")
+            conditions = {c["type"]: c for c in pod["status"].get("conditions", [])}
+            if expectation.disruption_target:
+                marked = conditions["DisruptionTarget"]
+                assert (marked["status"], marked["reason"]) == ("True", "PreemptionByScheduler"), marked
+                assert expectation.says in marked["message"], marked
+            else:
+                assert "DisruptionTarget" not in conditions, conditions
+            release(api, namespace, name)
         wait_until(lambda: get_pod(api, namespace, name) is None, 20, what=f"{name} evicted")
         [event] = events_for(api, namespace, name, "Evict")
         assert expectation.says in event["message"], event["message"]
@@ -197,12 +239,15 @@ def _check(api, namespace, names, node_names, expectation) -> None:
 def test_scheduling_rule(api, nodes, namespace, start_scheduler, pool, scenario):
     node_names = [nodes.create(pool if n.pool is None else f"{pool}-{n.pool}", gpus=n.gpus, labels=n.labels,
                                taints=n.taints, ready=n.ready, cpu=n.cpu) for n in scenario.nodes]
-    scheduler = start_scheduler(scenario.queues)
+    scheduler = start_scheduler(scenario.queues, update_pod_eviction_condition=scenario.update_pod_eviction_condition)
     names = {}
     for spec, expectations in scenario.steps:
         names[spec.name] = spec.name
         spec_pool = pool if spec.pool is None else f"{pool}-{spec.pool}"
-        create_pod(api, namespace, pod_body(spec.name, scheduler.name, spec_pool, spec.gpus, spec.fraction,
-                                            spec.queue, spec.labels, spec.node_selector, spec.tolerations, spec.cpu))
+        body = pod_body(spec.name, scheduler.name, spec_pool, spec.gpus, spec.fraction, spec.queue, spec.labels,
+                        spec.node_selector, spec.tolerations, spec.cpu)
+        if spec.hold:
+            body["metadata"]["finalizers"] = [HOLD_FINALIZER]
+        create_pod(api, namespace, body)
         for expectation in expectations:
             _check(api, namespace, names, node_names, expectation)

@@ -1,0 +1,155 @@
+"""Preempt a generated project mid-training, the way Run:ai does, and record what the cluster and MLflow did.
+
+The project runs through the user's path (`make run`, in a thread). Once its training is past a
+given epoch, a GPU holder pod arrives: a non-preemptible (`build`) pod of the same project, which
+the scheduler satisfies by preempting the training pod, or a pod of another project under its quota,
+which reclaims it. The holder keeps the GPU until the Job's replacement pod has waited in the queue
+with Run:ai's reason, then leaves; the replacement runs and `make run` ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mlflow
+from fake_runai_scheduler.kubeapi import ApiError
+
+from .runner import Outcome, ProjectRun, progress
+
+HOLDER_NAME = "gpu-holder"
+
+
+@dataclass
+class Holder:
+    """The workload that takes the GPU: in the run's own project (preempt) or in another one (reclaim)."""
+
+    priority_class: str | None = "build"
+    project: str | None = None  # None: the run's own project and namespace
+
+
+@dataclass
+class Preemption:
+    outcome: Outcome
+    holder_namespace: str = ""
+    evicted_pod: str = ""
+    epoch_at_preemption: int = -1
+    replacement_pod: str = ""
+    replacement_waited: str = ""  # the replacement's PodScheduled message while the holder had the GPU
+    capacity_freed_at: float = 0.0
+    resumed_at: float = 0.0  # when the replacement pod was seen Running
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def resume_seconds(self) -> float:
+        return self.resumed_at - self.capacity_freed_at
+
+
+def holder_pod(project: str, image: str, scheduler_name: str, priority_class: str | None) -> dict:
+    """A pod that only holds one GPU: admitted by Pod Security "restricted", gone at once when deleted."""
+    labels = {"project": project, "runai/queue": project, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}
+    if priority_class:
+        labels["priorityClassName"] = priority_class
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": HOLDER_NAME, "labels": labels},
+        "spec": {
+            "schedulerName": scheduler_name, "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "hold", "image": image, "command": ["python", "-c", "import time; time.sleep(3600)"],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"nvidia.com/gpu": "1", "memory": "256Mi"}}}]},
+    }
+
+
+class _Watch:
+    def __init__(self, run: ProjectRun, worker: threading.Thread, box: dict):
+        self.run, self.worker, self.box = run, worker, box
+        self.client = mlflow.MlflowClient(run.tracking_uri)
+
+    def until(self, predicate: Callable[[], object], what: str, timeout: float = 300, need_worker: bool = True):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if need_worker and not self.worker.is_alive():
+                o = self.box.get("outcome") or self.run.outcome
+                raise AssertionError(f"`make run` ended (exit {o.exit_code}) while waiting for {what}: "
+                                     f"{o.error}\n{o.output[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.5)
+
+    def training_pods(self) -> list[dict]:
+        o = self.run.outcome
+        try:
+            pods = self.run.api.get(f"/api/v1/namespaces/{o.namespace}/pods",
+                                    labelSelector=f"app.kubernetes.io/name={o.slug}")["items"]
+        except ApiError:
+            return []
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def last_epoch(self) -> int:
+        experiment = self.client.get_experiment_by_name(self.run.outcome.experiment)
+        runs = self.client.search_runs([experiment.experiment_id]) if experiment else []
+        if not runs:
+            return -1
+        return max((m.step for m in self.client.get_metric_history(runs[0].info.run_id, "rmse")), default=-1)
+
+
+def preempt_midway(e2e, run: ProjectRun, holder: Holder, after_epoch: int = 20,
+                   expect_replacement: bool = True) -> Preemption:
+    """Run the project and preempt its training pod once it logged `after_epoch`; see the module docstring."""
+    o = run.outcome
+    record = Preemption(o)
+    box: dict = {}
+    worker = threading.Thread(target=lambda: box.update(outcome=run.execute()), name=f"{o.slug} make run")
+    worker.start()
+    watch = _Watch(run, worker, box)
+    holder_project = holder.project or o.project
+    record.holder_namespace = f"runai-{holder_project}"
+    holder_path = f"/api/v1/namespaces/{record.holder_namespace}/pods"
+    try:
+        pod = watch.until(lambda: next((p for p in watch.training_pods() if p["status"].get("phase") == "Running"),
+                                       None) if watch.last_epoch() >= after_epoch else None,
+                          f"{o.slug}: training past epoch {after_epoch}")
+        record.evicted_pod, first_uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+        image = pod["spec"]["containers"][0]["image"]
+        progress(f"{run.variant.id}: training past epoch {after_epoch}; a {holder.priority_class or 'train'} pod "
+                 f"of {holder_project} takes the GPU")
+        run.api.request("POST", holder_path, body=holder_pod(holder_project, image, run.scheduler_name,
+                                                             holder.priority_class))
+        watch.until(lambda: all(p["metadata"]["uid"] != first_uid for p in watch.training_pods()),
+                    f"{record.evicted_pod} to be preempted", need_worker=expect_replacement)
+        record.epoch_at_preemption = watch.last_epoch()
+        if expect_replacement:
+            def waiting_replacement():
+                for p in watch.training_pods():
+                    scheduled = [c for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"]
+                    if scheduled and scheduled[0]["status"] == "False" and scheduled[0].get("message"):
+                        return p, scheduled[0]["message"]
+                return None
+            replacement, record.replacement_waited = watch.until(waiting_replacement,
+                                                                 "the replacement pod to wait in the queue")
+            record.replacement_pod = replacement["metadata"]["name"]
+        run.api.request("DELETE", f"{holder_path}/{HOLDER_NAME}")
+        record.capacity_freed_at = time.time()
+        if expect_replacement:
+            progress(f"{run.variant.id}: the holder left; {record.replacement_pod} may run")
+            watch.until(lambda: any(p["metadata"]["name"] == record.replacement_pod
+                                    and p["status"].get("phase") in ("Running", "Succeeded")
+                                    for p in watch.training_pods()), f"{record.replacement_pod} to run")
+            record.resumed_at = time.time()
+    finally:
+        try:
+            run.api.request("DELETE", f"{holder_path}/{HOLDER_NAME}")
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        worker.join(run.deadline + 300)
+    record.outcome = box.get("outcome", o)
+    return record

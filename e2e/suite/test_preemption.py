@@ -1,0 +1,146 @@
+"""A preempted `train` project resumes from its checkpoint and finishes: Run:ai's core behaviour, end to end.
+
+Each case runs a generated project with the real `make run`, preempts its training pod midway
+(preempt within the project, or reclaim by another project), and asserts `mlflow run`'s exit code,
+the run's status and metric history, and the Job's pod history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import mlflow
+import pytest
+from fake_runai_scheduler.config import Queue, Quota
+
+from .conftest import OUTCOMES
+from .preemption import Holder, Preemption, preempt_midway
+from .variants import Variant
+
+pytestmark = pytest.mark.e2e
+EPOCHS = 1000
+# Long enough to be preempted midway (real parameters: more epochs, a checkpoint every 25).
+LONG_TRAINING = {"epochs": str(EPOCHS), "checkpoint_every": "25"}
+TRAIN_ONE_GPU = {"gpu": "1", "cpu_request": "250m", "cpu_limit": "1"}
+
+
+@pytest.fixture(autouse=True)
+def fake_scheduler(e2e):
+    if not e2e.scheduler:
+        pytest.skip("sets queue quotas and the eviction condition of the fake scheduler")
+
+
+@contextlib.contextmanager
+def eviction_condition(e2e, enabled: bool):
+    before = e2e.scheduler.update_pod_eviction_condition
+    e2e.scheduler.update_pod_eviction_condition = enabled
+    try:
+        yield
+    finally:
+        e2e.scheduler.update_pod_eviction_condition = before
+
+
+def preempt(e2e, variant: Variant, holder: Holder, **options) -> Preemption:
+    record = preempt_midway(e2e, e2e.project_run(variant), holder, **options)
+    OUTCOMES.append(record.outcome)
+    return record
+
+
+def describe(p: Preemption) -> str:
+    o = p.outcome
+    return f"{o.error}\n--- make run (tail) ---\n{o.output[-3000:]}\n(report: e2e-report/{o.variant.id})"
+
+
+def job_of(p: Preemption) -> tuple[dict, list[str]]:
+    """The Job and the pods it created, from its SuccessfulCreate events (a deleted pod leaves no object)."""
+    [job] = p.outcome.jobs
+    created = [e["message"] for e in p.outcome.events.get(job["metadata"]["name"], [])
+               if e["reason"] == "SuccessfulCreate"]
+    return job, created
+
+
+def assert_evicted(p: Preemption, says: str) -> None:
+    [evict] = p.outcome.events.get(p.evicted_pod, [{"reason": "none", "message": "no events"}])[-1:]
+    evictions = [e for e in p.outcome.events.get(p.evicted_pod, []) if e["reason"] == "Evict"]
+    assert evictions and says in evictions[0]["message"], (p.evicted_pod, evict)
+
+
+def assert_resumed_and_finished(e2e, p: Preemption, counted: int) -> None:
+    """mlflow run exited 0, the run FINISHED with every epoch once, and the Job replaced the pod once."""
+    o = p.outcome
+    assert not o.error and o.exit_code == 0, describe(p)
+    run = o.run
+    assert run.info.status == "FINISHED"
+    client = mlflow.MlflowClient(e2e.tracking.uri)
+    for key in ("rmse", "mae", "r2"):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        assert steps == list(range(EPOCHS)), f"{key}: every epoch exactly once"
+    assert run.data.tags["restarts"] == "1"
+    assert run.data.tags["resumed_from_epoch"] == str(p.epoch_at_preemption + 1), "resumed where it stopped"
+    assert run.data.metrics["epochs_redone"] == 0, "SIGTERM saved the last finished epoch"
+    assert 0 < p.epoch_at_preemption < EPOCHS - 1, "preempted midway"
+    [model] = o.models
+    assert model.source_run_id == run.info.run_id
+
+    job, created = job_of(p)
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+    assert len(created) == 2 and p.evicted_pod in created[0] and p.replacement_pod in created[1], created
+    assert job["status"].get("failed", 0) == counted, "preemptions counted against backoffLimit"
+    [pod] = o.pods
+    assert pod["metadata"]["name"] == p.replacement_pod
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
+    """Preempted by an interactive job of the same project; the scheduler marks DisruptionTarget: not counted."""
+    variant = Variant("preempt-condition", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=1, gpu_limit=1)
+    with eviction_condition(e2e, True):
+        p = preempt(e2e, variant, Holder("build"))
+    assert_evicted(p, "was preempted by higher priority workload")
+    assert "quota has reached the allowable limit of GPUs" in p.replacement_waited, p.replacement_waited
+    assert_resumed_and_finished(e2e, p, counted=0)
+
+
+def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e2e):
+    """As Run:ai's scheduler by default: the pod is deleted without a condition, so its 143 exit is counted."""
+    variant = Variant("preempt-delete", {**TRAIN_ONE_GPU, "max_preemptions": "1"}, params=LONG_TRAINING,
+                      gpu_quota=1, gpu_limit=1)
+    with eviction_condition(e2e, False):
+        p = preempt(e2e, variant, Holder("build"))
+    assert_evicted(p, "was preempted by higher priority workload")
+    assert_resumed_and_finished(e2e, p, counted=1)
+
+
+def test_reclaimed_by_another_project_resumes_when_capacity_returns(e2e, one_gpu_node):
+    """Over its quota on the only GPU, the run is reclaimed by a project under its quota, then resumes."""
+    variant = Variant("reclaimed", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=0)
+    other = f"reclaimer-{e2e.id}"
+    e2e.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": f"runai-{other}", "labels": {
+        "runai/queue": other, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}}})
+    e2e.scheduler.add_queue(Queue(other, Quota(1, -1)))
+    try:
+        with eviction_condition(e2e, False):
+            p = preempt(e2e, variant, Holder(priority_class=None, project=other))
+    finally:
+        e2e.api.request("DELETE", f"/api/v1/namespaces/runai-{other}")
+    assert_evicted(p, f"was preempted by workload runai-{other}/")
+    assert_resumed_and_finished(e2e, p, counted=1)
+
+
+def test_preempted_more_often_than_allowed_fails_and_says_why(e2e):
+    """max_preemptions=0: the first preemption without a condition fails the Job; the run ends FAILED."""
+    variant = Variant("preempt-too-often", {**TRAIN_ONE_GPU, "max_preemptions": "0"}, params=LONG_TRAINING,
+                      gpu_quota=1, gpu_limit=1, expect_success=False)
+    with eviction_condition(e2e, False):
+        p = preempt(e2e, variant, Holder("build"), expect_replacement=False)
+    o = p.outcome
+    assert o.exit_code not in (0, None), describe(p)
+    assert o.run.info.status == "FAILED"
+    assert_evicted(p, "was preempted by higher priority workload")
+    job, created = job_of(p)
+    [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    assert failed["reason"] == "BackoffLimitExceeded", failed
+    assert "backoff limit" in failed["message"]
+    assert len(created) == 1 and job["status"]["failed"] == 1
+    assert "BackoffLimitExceeded" in o.output, "make run says why the run failed"
+    assert "max_preemptions" in o.output, "and what to change"
