@@ -11,10 +11,10 @@ E2E_PY := PYTHONPATH=$(CURDIR)/e2e $(CURDIR)/$(PY)
 CLUSTER_PACKAGES := docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables openssl
 
 .PHONY: help setup generate test test-fast lint bench clean cluster-deps cluster-up cluster-down cluster-status \
-	cluster-test cluster-teardown-test e2e bench-cluster bench-scheduler bench-e2e
+	cluster-test cluster-teardown-test e2e bench-cluster bench-scheduler bench-e2e bench-preemption
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup: $(VENV)/.installed  ## Create .venv with the pinned dev dependencies
 
@@ -71,14 +71,17 @@ cluster-teardown-test: setup  ## Take the cluster down and assert nothing of it 
 
 e2e: setup  ## Run generated projects with mlflow run on a cluster: CLUSTER=kind|local|existing
 	mkdir -p $(E2E_REPORT_DIR)
-	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(PY) -m pytest e2e/suite \
-		--junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml
+	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m pytest -p suite.live_progress \
+		e2e/suite --junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml
 
 bench-cluster: setup  ## Print cold build, warm cluster-up and pod start figures (restarts the cluster)
-	$(E2E_PY) -m local_cluster.bench
+	$(E2E_PY) benchmarks/bench_cluster.py
 
 bench-scheduler: setup  ## Print fake scheduler vs kube-scheduler throughput and latency (cluster up)
-	$(E2E_PY) -m fake_runai_scheduler.bench
+	$(E2E_PY) benchmarks/bench_scheduler.py
 
 bench-e2e: setup  ## Print the e2e harness overhead against the floor (CLUSTER as for e2e)
-	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m suite.bench
+	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) benchmarks/bench_e2e.py
+
+bench-preemption: setup  ## Print epochs redone per preemption and the time from GPU freed to resumed (CLUSTER as for e2e)
+	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) benchmarks/bench_preemption.py

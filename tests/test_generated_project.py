@@ -17,4 +17,4 @@ def test_generated_project_tests_pass(bake, variant):
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                          cwd=project, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "4 passed" in run.stdout
+    assert "8 passed" in run.stdout

@@ -5,6 +5,7 @@ validated against the Kubernetes 1.34 OpenAPI schema with unknown fields rejecte
 """
 
 import copy
+import json
 
 import kubernetes_validate
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from mlflow.projects import kubernetes as mlflow_k8s
 from mlflow.projects.utils import get_entry_point_command, get_run_env_vars, load_project
 
+from .conftest import ANSWER_KEYS
 from .matrix import VARIANTS, variant_id
 
 DIGEST = "sha256:" + "ab" * 32
@@ -64,58 +66,109 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     assert env["HOME"] == "/tmp"
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
-def test_runai_fields(bake, monkeypatch, variant):
-    answers = {"runai_project": "team-a", "scheduler_name": "runai-scheduler", "gpu": "1",
-               "workload_type": "train", "active_deadline_seconds": "86400",
-               "ttl_seconds_after_finished": "3600", "max_preemptions": "10", "termination_grace_period_seconds": "60",
-               **variant}
-    job = render_job(bake(**variant).project_path, monkeypatch)
-    spec, pod_meta = pod_spec(job), job["spec"]["template"]["metadata"]
-    project = answers["runai_project"]
+def _meta(job):
+    """The Job's and the pod template's metadata: Run:ai reads labels from both."""
+    return job["metadata"], job["spec"]["template"]["metadata"]
 
-    assert job["metadata"]["namespace"] == f"runai-{project}"
-    assert spec["schedulerName"] == answers["scheduler_name"]
-    assert spec["restartPolicy"] == "Never"
-    assert spec["terminationGracePeriodSeconds"] == int(answers["termination_grace_period_seconds"])
-    # Preemption (any workload type: interactive pods are evicted by node drains too): see test_preemption_policy.
-    assert job["spec"]["backoffLimit"] == int(answers["max_preemptions"])
-    assert job["spec"]["podReplacementPolicy"] == "Failed"
-    assert job["spec"]["podFailurePolicy"] == PREEMPTION_POLICY
-    assert job["spec"]["activeDeadlineSeconds"] == int(answers["active_deadline_seconds"])
-    assert job["spec"]["ttlSecondsAfterFinished"] == int(answers["ttl_seconds_after_finished"])
-    for meta in (job["metadata"], pod_meta):
-        assert meta["labels"]["runai/queue"] == project and meta["labels"]["project"] == project
-        assert meta["labels"]["app.kubernetes.io/managed-by"] == "mlflow-projects"
-        interactive = answers["workload_type"] == "interactive"
-        assert meta["labels"].get("priorityClassName") == ("build" if interactive else None)
 
-    [container] = spec["containers"]
-    limits = container["resources"].get("limits", {})
-    gpu = float(answers["gpu"])
-    annotations = pod_meta.get("annotations", {})
+def _container(job):
+    [container] = pod_spec(job)["containers"]
+    return container
+
+
+def _limits(job):
+    return _container(job)["resources"].get("limits", {})
+
+
+def _check_gpu(job, a, _):
+    gpu, annotations, limits = float(a["gpu"]), _meta(job)[1].get("annotations", {}), _limits(job)
     if gpu >= 1:
         assert limits["nvidia.com/gpu"] == str(int(gpu)) and "gpu-fraction" not in annotations
     elif gpu > 0:
         assert "nvidia.com/gpu" not in limits and float(annotations["gpu-fraction"]) == gpu
     else:
         assert "nvidia.com/gpu" not in limits and "gpu-fraction" not in annotations
-    assert container["resources"]["requests"]["cpu"] == answers.get("cpu_request", "1")
-    assert limits.get("cpu", "") == answers.get("cpu_limit", "2")
-    assert limits.get("memory", "") == answers.get("memory_limit", "4Gi")
 
-    assert spec.get("nodeSelector", {}).get("run.ai/type") == (answers.get("node_type") or None)
-    assert pod_meta["labels"].get("runai/node-pool") == (answers.get("node_pool") or None)
-    shm = [v for v in spec.get("volumes", []) if v["name"] == "dshm"]
-    assert bool(shm) == bool(answers.get("large_shm"))
+
+def _check_large_shm(job, a, _):
+    shm = [v for v in pod_spec(job).get("volumes", []) if v["name"] == "dshm"]
+    assert bool(shm) == a["large_shm"]
     if shm:
         assert shm[0]["emptyDir"] == {"medium": "Memory"}
-        assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    pull = answers.get("image_pull_secret")
-    assert spec.get("imagePullSecrets") == ([{"name": pull}] if pull else None)
-    creds = answers.get("credentials_secret")
-    assert container.get("envFrom") == ([{"secretRef": {"name": creds}}] if creds else None)
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(job)["volumeMounts"]
 
+
+def _check_project(job, a, _):
+    assert job["metadata"]["namespace"] == f"runai-{a['runai_project']}"
+    for meta in _meta(job):
+        assert meta["labels"]["runai/queue"] == a["runai_project"] and meta["labels"]["project"] == a["runai_project"]
+
+
+def _check_workload_type(job, a, _):
+    for meta in _meta(job):
+        assert meta["labels"].get("priorityClassName") == ("build" if a["workload_type"] == "interactive" else None)
+
+
+def _config(project):
+    return json.loads((project / "kubernetes_config.json").read_text())
+
+
+# One check per answer: where it shows in what `mlflow run` submits (the rendered Job), or, for answers
+# MLflow takes elsewhere, in the file it reads. test_every_answer_has_a_contract_check keeps this complete.
+ANSWER_CHECKS = {
+    "project_name": lambda job, a, project: (project / "README.md").read_text().startswith(f"# {a['project_name']}\n"),
+    "project_slug": lambda job, a, _: _container(job)["name"] == a["project_slug"]
+    and all(m["labels"]["app.kubernetes.io/name"] == a["project_slug"] for m in _meta(job)),
+    "description": lambda job, a, _: job["metadata"]["annotations"]["runai-mlflow/description"] == a["description"],
+    "author": lambda job, a, _: job["metadata"]["annotations"]["runai-mlflow/author"] == a["author"],
+    "runai_project": _check_project,
+    "workload_type": _check_workload_type,
+    "gpu": _check_gpu,
+    "cpu_request": lambda job, a, _: _container(job)["resources"]["requests"]["cpu"] == a["cpu_request"],
+    "cpu_limit": lambda job, a, _: _limits(job).get("cpu", "") == a["cpu_limit"],
+    "memory_request": lambda job, a, _: _container(job)["resources"]["requests"]["memory"] == a["memory_request"],
+    "memory_limit": lambda job, a, _: _limits(job).get("memory", "") == a["memory_limit"],
+    "node_type": lambda job, a, _: pod_spec(job).get("nodeSelector", {}).get("run.ai/type") == (a["node_type"] or None),
+    "node_pool": lambda job, a, _: _meta(job)[1]["labels"].get("runai/node-pool") == (a["node_pool"] or None),
+    "large_shm": _check_large_shm,
+    "base_image": lambda job, a, project: f"\nFROM {a['base_image']}\n" in (project / "Dockerfile").read_text(),
+    "image_repository": lambda job, a, project: _config(project)["repository-uri"] == a["image_repository"],
+    "kube_context": lambda job, a, project: _config(project).get("kube-context") == (a["kube_context"] or None),
+    "image_pull_secret": lambda job, a, _: pod_spec(job).get("imagePullSecrets")
+    == ([{"name": a["image_pull_secret"]}] if a["image_pull_secret"] else None),
+    "credentials_secret": lambda job, a, _: _container(job).get("envFrom")
+    == ([{"secretRef": {"name": a["credentials_secret"]}}] if a["credentials_secret"] else None),
+    "active_deadline_seconds": lambda job, a, _:
+    job["spec"]["activeDeadlineSeconds"] == int(a["active_deadline_seconds"]),
+    "ttl_seconds_after_finished": lambda job, a, _:
+    job["spec"]["ttlSecondsAfterFinished"] == int(a["ttl_seconds_after_finished"]),
+    "max_preemptions": lambda job, a, _: job["spec"]["backoffLimit"] == int(a["max_preemptions"]),
+    "termination_grace_period_seconds": lambda job, a, _:
+    pod_spec(job)["terminationGracePeriodSeconds"] == int(a["termination_grace_period_seconds"]),
+    "scheduler_name": lambda job, a, _: pod_spec(job)["schedulerName"] == a["scheduler_name"],
+}
+
+
+def test_every_answer_has_a_contract_check():
+    """Adding a question to cookiecutter.json means saying here where it lands (README: adding a template option)."""
+    assert set(ANSWER_CHECKS) == ANSWER_KEYS
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_runai_fields(bake, monkeypatch, variant):
+    project = bake(**variant).project_path
+    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())  # the answers in effect
+    job = render_job(project, monkeypatch)
+    for key, check in ANSWER_CHECKS.items():
+        assert check(job, answers, project) is not False, f"{key}={answers[key]!r} is not where it belongs"
+
+    spec, container = pod_spec(job), _container(job)
+    assert spec["restartPolicy"] == "Never"
+    # Preemption, for every workload type (interactive pods are evicted by node drains too).
+    assert job["spec"]["podReplacementPolicy"] == "Failed"
+    assert job["spec"]["podFailurePolicy"] == PREEMPTION_POLICY
+    for meta in _meta(job):
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "mlflow-projects"
     # Pod Security "restricted"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -9,8 +9,9 @@ import signal
 import sys
 import threading
 
+from kube import KubeApi
+
 from .config import ConfigError, load_config
-from .kubeapi import KubeApi
 from .scheduler import FakeRunaiScheduler
 
 

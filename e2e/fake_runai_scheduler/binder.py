@@ -12,7 +12,8 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-from .kubeapi import ApiError, KubeApi, pod_path
+from kube import ApiError, KubeApi, pod_path
+
 from .snapshot import GPU_INDEX_ANNOTATION, Placement
 from .workload import Workload
 

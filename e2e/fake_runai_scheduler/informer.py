@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .kubeapi import ApiError, KubeApi
+from kube import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from kube import ApiError, KubeApi
+
 from .binder import Writer
 from .config import UNLIMITED, Queue, SchedulerConfig
 from .informer import Informer
-from .kubeapi import ApiError, KubeApi
 from .placement import best_placement, unschedulable_message
 from .policy import non_preemptible_over_quota, over_limit, preemption_victims, reclaim_victims
 from .snapshot import Bound, Placement, Snapshot, pod_is_active
@@ -48,7 +49,6 @@ class FakeRunaiScheduler:
         self.assumed: dict[str, Assumed] = {}
         self.reported: dict[str, str] = {}
         self.evictions: dict[str, set[str]] = {}
-        self.bound_total = 0
         self._thread: threading.Thread | None = None
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -192,7 +192,6 @@ class FakeRunaiScheduler:
             self.assumed[w.uid] = Assumed(placement)
             snapshot.add_bound(pod, placement.node, w, placement.device)
             self.reported.pop(w.uid, None)
-            self.bound_total += 1
             log.info("bound %s to %s (queue %s, %g GPU%s)", w.key, placement.node, w.queue, w.gpus,
                      f" on device {placement.device}" if w.fraction else "")
             return 1

@@ -102,14 +102,14 @@ class QueueUsage:
     non_preemptible_cpu_m: float = 0.0
     non_preemptible_memory_mb: float = 0.0
 
-    def add(self, w: Workload, sign: int = 1) -> None:
-        self.gpu += sign * w.gpus
-        self.cpu_m += sign * w.cpu_m
-        self.memory_mb += sign * w.memory / 1e6
+    def add(self, w: Workload) -> None:
+        self.gpu += w.gpus
+        self.cpu_m += w.cpu_m
+        self.memory_mb += w.memory / 1e6
         if not w.preemptible:
-            self.non_preemptible_gpu += sign * w.gpus
-            self.non_preemptible_cpu_m += sign * w.cpu_m
-            self.non_preemptible_memory_mb += sign * w.memory / 1e6
+            self.non_preemptible_gpu += w.gpus
+            self.non_preemptible_cpu_m += w.cpu_m
+            self.non_preemptible_memory_mb += w.memory / 1e6
 
 
 def node_state(node: dict) -> NodeState:

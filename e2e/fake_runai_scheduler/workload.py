@@ -8,7 +8,7 @@ train (50), and a job is preemptible below 100 unless kai.scheduler/preemptibili
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .quantities import bytes_, count, millicores
 
@@ -45,7 +45,6 @@ class Workload:
     created: str
     group: str
     invalid: str | None = None
-    labels: dict = field(default_factory=dict)
 
     @property
     def gpus(self) -> float:
@@ -124,5 +123,4 @@ def workload_of(pod: dict, owner: dict | None, namespace: dict | None, priority_
         cpu_m=cpu, memory=memory, node_selector=pod["spec"].get("nodeSelector") or {},
         tolerations=pod["spec"].get("tolerations") or [], node_pool=pod_labels.get(NODE_POOL_LABEL),
         created=meta.get("creationTimestamp", ""), group=f"pg-{meta['name']}-{owner_uid}", invalid=invalid,
-        labels=pod_labels,
     )

@@ -16,6 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from kube import KubeApi, WaitFailed, wait_until
+from kube.nodes import GPU_RESOURCE, advertise_fake_gpus, advertised_gpus, gpu_labels
+
 from . import host, images
 from .binaries import ensure_binaries
 from .components import START_ORDER, containerd_ready, daemon, write_configs
@@ -23,8 +26,7 @@ from .pki import ensure_pki
 from .procs import pids_with_argument, stop_pid
 from .progress import ClusterError, say, step
 from .settings import KUBERNETES_VERSION, ClusterSettings
-
-GPU_RESOURCE = "nvidia.com/gpu"
+from .steps import Step
 
 
 class LocalCluster:
@@ -52,60 +54,89 @@ class LocalCluster:
         return self.settings.host_ip
 
     # Lifecycle ---------------------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        """The cluster, part by part: `up` runs them in order, `down` undoes them in reverse.
+
+        The state directory comes first because the services' pid files live beside it; the
+        node's workloads come last, so `down` removes them before anything they run on.
+        """
+        s = self.settings
+        return [
+            Step("prerequisites", up=lambda: host.check_prerequisites(s, self._our_pids())),
+            Step("binaries", up=lambda: ensure_binaries(s)),  # a cache: kept by down
+            Step("state", up=self._create_state, down=self._remove_state),
+            Step("dockerd", up=lambda: images.ensure_docker(s), down=lambda: images.dockerd(s).stop(timeout=30),
+                 daemon=images.dockerd(s)),
+            Step("registry", up=lambda: images.ensure_registry(s), down=lambda: images.registry(s).stop(),
+                 daemon=images.registry(s)),
+            Step("images", up=self._ensure_images),  # a cache: kept by down
+            Step("sysctls", up=lambda: host.save_sysctls(s), down=lambda: host.restore_sysctls(s)),
+            Step("network", up=lambda: host.setup_network(s), down=lambda: host.teardown_network(s)),
+            *[Step(name, up=lambda name=name: self._ensure_component(name),
+                   down=lambda name=name: self._stop_component(name), daemon=daemon(s, name))
+              for name in START_ORDER],
+            Step("workloads", up=self._ready_for_workloads, down=self._remove_workloads),
+        ]
+
     def up(self) -> LocalCluster:
+        """Start or repair every step; a failed step leaves what ran for inspection (its logs), and down removes it."""
         s = self.settings
         started = time.monotonic()
-        host.check_prerequisites(s, self._our_pids())
-        ensure_binaries(s)
-        images.ensure_docker(s)
-        images.ensure_registry(s)
-        images.ensure_pause_image(s)
-        images.ensure_python_base_image(s)
-        with step("certificates, configuration and host network"):
-            for directory in (s.state_dir, s.logs_dir, s.run_dir):
-                directory.mkdir(parents=True, exist_ok=True)
-            ensure_pki(s)
-            write_configs(s)
-            host.save_sysctls(s)
-            host.setup_network(s)
-        for name in START_ORDER:
-            self._ensure_component(name)
-        self._advertise_gpus()
-        self._wait("default ServiceAccount", lambda: self._kubectl_ok("-n", "default", "get", "sa", "default"), 60)
+        for part in self.steps():
+            part.up()
         say(f"cluster ready in {time.monotonic() - started:.1f}s: Kubernetes {KUBERNETES_VERSION}, "
             f"{s.gpus} fake GPUs on node {s.node_name}")
         return self
 
     def down(self) -> None:
+        for part in reversed(self.steps()):
+            if part.down:
+                with step(f"remove {part.name}"):
+                    part.down()
+
+    def _create_state(self) -> None:
         s = self.settings
-        with step("stop workloads"):
-            if self._apiserver_ready():
-                for name in ("kube-controller-manager", "kube-scheduler"):
-                    daemon(s, name).stop()
-                self._kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=2",
-                              "--timeout=60s", check=False)
-            daemon(s, "kubelet").stop()
-            self._kill_containerd_tasks()
-        with step("stop components"):
-            for name in reversed(START_ORDER):
+        with step("certificates and configuration"):
+            for directory in (s.state_dir, s.logs_dir, s.run_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+            ensure_pki(s)
+            write_configs(s)
+
+    def _remove_state(self) -> None:
+        s = self.settings
+        host.unmount_under(s.state_dir, s.run_dir)
+        for directory in (s.state_dir.parent, s.run_dir):
+            if not host.mounts_under(directory):
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def _ensure_images(self) -> None:
+        images.ensure_pause_image(self.settings)
+        images.ensure_python_base_image(self.settings)
+
+    def _ready_for_workloads(self) -> None:
+        self._advertise_gpus()
+        self._wait("default ServiceAccount", lambda: self._kubectl_ok("-n", "default", "get", "sa", "default"), 60)
+
+    def _remove_workloads(self) -> None:
+        s = self.settings
+        if self._apiserver_ready():
+            for name in ("kube-controller-manager", "kube-scheduler"):
                 daemon(s, name).stop()
+            self._kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=2", "--timeout=60s",
+                          check=False)
+        daemon(s, "kubelet").stop()
+        self._kill_containerd_tasks()
+
+    def _stop_component(self, name: str) -> None:
+        s = self.settings
+        daemon(s, name).stop()
+        if name == "containerd":
             for pid in pids_with_argument(str(s.containerd_socket)):
                 stop_pid(pid, timeout=5)  # shims of our containerd (never Docker's)
-            images.registry(s).stop()
-            images.dockerd(s).stop(timeout=30)
-        with step("remove mounts, network, sysctls and state"):
-            host.unmount_under(s.state_dir, s.run_dir)
-            host.teardown_network(s)
-            host.restore_sysctls(s)
-            for directory in (s.state_dir.parent, s.run_dir):
-                if not host.mounts_under(directory):
-                    shutil.rmtree(directory, ignore_errors=True)
 
     def status(self) -> dict:
         s = self.settings
-        components = {name: daemon(s, name).pid() for name in START_ORDER}
-        components["registry"] = images.registry(s).pid()
-        components["dockerd"] = images.dockerd(s).pid()
+        components = {part.name: part.daemon.pid() for part in self.steps() if part.daemon}
         node = self._node() if self._apiserver_ready() else None
         ready = bool(node) and any(c["type"] == "Ready" and c["status"] == "True"
                                    for c in node["status"].get("conditions", []))
@@ -134,10 +165,7 @@ class LocalCluster:
 
     # Internals ---------------------------------------------------------------------------------
     def _our_pids(self) -> set[int]:
-        s = self.settings
-        pids = {daemon(s, name).pid() for name in START_ORDER}
-        pids |= {images.registry(s).pid(), images.dockerd(s).pid()}
-        return {pid for pid in pids if pid}
+        return {pid for pid in (part.daemon.pid() for part in self.steps() if part.daemon) if pid}
 
     def _ensure_component(self, name: str) -> None:
         s = self.settings
@@ -162,13 +190,11 @@ class LocalCluster:
         }
 
     def _wait(self, what: str, probe, timeout: float, proc=None) -> None:
-        deadline = time.monotonic() + timeout
-        while not probe():
-            if proc is not None and not proc.alive():
-                raise ClusterError(f"{what} exited during start-up", proc.log_file)
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{what} not ready after {timeout}s", proc.log_file if proc else None)
-            time.sleep(0.3)
+        try:
+            wait_until(probe, timeout, f"{what} to be ready", interval=0.3,
+                       give_up=lambda: proc is not None and not proc.alive() and f"{what} exited during start-up")
+        except WaitFailed as err:
+            raise ClusterError(str(err), proc.log_file if proc else None) from None
 
     def _http_ok(self, url: str) -> bool:
         try:
@@ -211,20 +237,14 @@ class LocalCluster:
     def _advertise_gpus(self) -> None:
         """Fake GPUs as a node status patch (no device plugin); the kubelet may reset them on re-registration."""
         s = self.settings
-        node = self._node() or {}
-        labels = node.get("metadata", {}).get("labels", {})
-        wanted = {"nvidia.com/gpu.count": str(s.gpus), "nvidia.com/gpu.memory": str(s.gpu_memory_mib),
-                  "nvidia.com/gpu.present": "true"}
-        if any(labels.get(key) != value for key, value in wanted.items()):
-            self._kubectl("label", "node", s.node_name, "--overwrite", *[f"{k}={v}" for k, v in wanted.items()])
-        if node.get("status", {}).get("allocatable", {}).get(GPU_RESOURCE) == str(s.gpus):
+        api = KubeApi.from_kubeconfig(str(self.kubeconfig))
+        labels = api.get(f"/api/v1/nodes/{s.node_name}")["metadata"].get("labels", {})
+        wanted = gpu_labels(s.gpus, s.gpu_memory_mib)
+        if advertised_gpus(api, s.node_name) == s.gpus and all(labels.get(k) == v for k, v in wanted.items()):
             return
         with step(f"advertise {s.gpus} fake GPUs"):
-            patch = [{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(s.gpus)},
-                     {"op": "add", "path": "/status/allocatable/nvidia.com~1gpu", "value": str(s.gpus)}]
-            self._kubectl("patch", "node", s.node_name, "--subresource=status", "--type=json", "-p", json.dumps(patch))
-            self._wait("GPU allocatable", lambda: (self._node() or {}).get("status", {}).get("allocatable", {})
-                       .get(GPU_RESOURCE) == str(s.gpus), 60)
+            advertise_fake_gpus(api, s.node_name, s.gpus, s.gpu_memory_mib)
+            self._wait("GPU allocatable", lambda: advertised_gpus(api, s.node_name) == s.gpus, 60)
 
     def _kill_containerd_tasks(self) -> None:
         s = self.settings

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -87,12 +86,6 @@ def port_owner(port: int) -> int | None:
         except OSError:
             continue
     return -1
-
-
-def wait_for_port(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 def setup_network(settings: ClusterSettings) -> None:

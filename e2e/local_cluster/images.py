@@ -12,9 +12,10 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from kube import WaitFailed, wait_until
 
 from .procs import Daemon
 from .progress import ClusterError, say, step
@@ -60,11 +61,14 @@ def ensure_docker(settings: ClusterSettings) -> None:
         daemon = dockerd(settings)
         if not daemon.alive():
             daemon.start()
-        deadline = time.monotonic() + 60
-        while not docker_ready():
-            if not daemon.alive() or time.monotonic() > deadline:
-                raise ClusterError("dockerd did not become ready", daemon.log_file)
-            time.sleep(0.5)
+        _wait_for_service(daemon, docker_ready, 60)
+
+
+def _wait_for_service(daemon: Daemon, ready, timeout: float) -> None:
+    try:
+        wait_until(ready, timeout, f"{daemon.name} to be ready", give_up=lambda: not daemon.alive() and "it exited")
+    except WaitFailed as err:
+        raise ClusterError(str(err), daemon.log_file) from None
 
 
 def registry_ready(settings: ClusterSettings) -> bool:
@@ -92,11 +96,7 @@ def ensure_registry(settings: ClusterSettings) -> None:
         )
         if not daemon.alive():
             daemon.start()
-        deadline = time.monotonic() + 30
-        while not registry_ready(settings):
-            if not daemon.alive() or time.monotonic() > deadline:
-                raise ClusterError("docker-registry did not start", daemon.log_file)
-            time.sleep(0.2)
+        _wait_for_service(daemon, lambda: registry_ready(settings), 30)
 
 
 def _docker(*args: str, input: bytes | None = None) -> None:

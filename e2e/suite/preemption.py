@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import mlflow
-from fake_runai_scheduler.kubeapi import ApiError
+from kube import ApiError, wait_until
 
 from .runner import Outcome, ProjectRun, progress
 
@@ -71,18 +71,12 @@ class _Watch:
         self.client = mlflow.MlflowClient(run.tracking_uri)
 
     def until(self, predicate: Callable[[], object], what: str, timeout: float = 300, need_worker: bool = True):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if need_worker and not self.worker.is_alive():
-                o = self.box.get("outcome") or self.run.outcome
-                raise AssertionError(f"`make run` ended (exit {o.exit_code}) while waiting for {what}: "
-                                     f"{o.error}\n{o.output[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.5)
+        def ended() -> str | None:
+            if not need_worker or self.worker.is_alive():
+                return None
+            o = self.box.get("outcome") or self.run.outcome
+            return f"`make run` ended (exit {o.exit_code}): {o.error}\n{o.output[-3000:]}"
+        return wait_until(predicate, timeout, what, interval=0.5, give_up=ended)
 
     def training_pods(self) -> list[dict]:
         o = self.run.outcome
@@ -101,7 +95,7 @@ class _Watch:
         return max((m.step for m in self.client.get_metric_history(runs[0].info.run_id, "rmse")), default=-1)
 
 
-def preempt_midway(e2e, run: ProjectRun, holder: Holder, after_epoch: int = 20,
+def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
                    expect_replacement: bool = True) -> Preemption:
     """Run the project and preempt its training pod once it logged `after_epoch`; see the module docstring."""
     o = run.outcome

@@ -21,12 +21,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
-from fake_runai_scheduler.kubeapi import ApiError, KubeApi
+from kube import ApiError, KubeApi, wait_until
+from kube.paths import REPO_ROOT, cache_root
 
 from .targets import ClusterTarget
 from .variants import CREDENTIALS_SECRET, Variant
 
-ROOT = Path(__file__).resolve().parents[2]
 _image_lock = threading.Lock()  # identical env images: build once, then the layer cache serves the rest
 _progress_lock = threading.Lock()
 _venv_lock = threading.Lock()
@@ -40,7 +40,7 @@ def project_venv(project: Path) -> Path:
     """
     text = "".join((project / name).read_text() for name in ("requirements-dev.txt", "requirements.txt"))
     digest = hashlib.sha256(f"{sys.version_info[:2]}{text}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("RUNAI_MLFLOW_CACHE", Path.home() / ".cache" / "runai-mlflow")) / "venvs"
+    cache = cache_root() / "venvs"
     venv = cache / digest
     with _venv_lock:
         if not (venv / ".complete").exists():
@@ -55,9 +55,17 @@ def project_venv(project: Path) -> Path:
     return venv
 
 
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.__stderr__, flush=True)
+
+
+# Where progress lines go; the live_progress plugin sends them past pytest's output capture.
+progress_sink = _print_to_stderr
+
+
 def progress(message: str) -> None:
     with _progress_lock:
-        print(f"[e2e {time.strftime('%H:%M:%S')}] {message}", file=sys.__stderr__, flush=True)
+        progress_sink(f"[e2e {time.strftime('%H:%M:%S')}] {message}")
 
 
 def k8s_time(stamp: str | None) -> float | None:
@@ -104,7 +112,7 @@ class ProjectRun:
                    "scheduler_name": self.scheduler_name, "active_deadline_seconds": str(self.deadline),
                    "ttl_seconds_after_finished": "600", **self.variant.answers}
         with _bake_lock:
-            project = Path(cookiecutter(str(ROOT), no_input=True, extra_context=answers,
+            project = Path(cookiecutter(str(REPO_ROOT), no_input=True, extra_context=answers,
                                         output_dir=str(self.work_dir), default_config=True))
         self.outcome.phases["bake"] = time.monotonic() - started
         return project
@@ -119,11 +127,9 @@ class ProjectRun:
             self.api.request("POST", f"/api/v1/namespaces/{o.namespace}/secrets", body={
                 "metadata": {"name": CREDENTIALS_SECRET}, "type": "Opaque",
                 "stringData": {"MLFLOW_TRACKING_TOKEN": "e2e-unused-token", "E2E_SECRET_MARKER": "from-secret"}})
-        deadline = time.monotonic() + 60
-        while not self.api.get(f"/api/v1/namespaces/{o.namespace}/serviceaccounts")["items"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no default ServiceAccount in {o.namespace}")
-            time.sleep(0.2)
+        # The ServiceAccount admission plugin refuses pods until the namespace's default account exists.
+        wait_until(lambda: self.api.get(f"/api/v1/namespaces/{o.namespace}/serviceaccounts")["items"], 60,
+                   f"the default ServiceAccount in {o.namespace}")
 
     def _make(self, project: Path, target: str, log_name: str, env: dict, timeout: float, *variables: str):
         log = self.report_dir / log_name
@@ -178,6 +184,7 @@ class ProjectRun:
         o.jobs = self.api.get(f"/apis/batch/v1/namespaces/{o.namespace}/jobs")["items"]
         o.pods = self.api.get(f"/api/v1/namespaces/{o.namespace}/pods")["items"]
         events = self.api.get(f"/api/v1/namespaces/{o.namespace}/events")["items"]
+        o.events = {}  # gather may run twice (again for diagnostics): never count an event twice
         for event in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
             o.events.setdefault(event["involvedObject"]["name"], []).append(event)
         self._kubernetes_phases()
@@ -229,7 +236,7 @@ class ProjectRun:
         for repository in (o.slug, f"{o.slug}-env"):
             for image in images_of(f"{self.target.registry}/{repository}"):
                 subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
-            if self.target.name != "existing":
+            if self.target.owns_registry:
                 delete_registry_repository(self.target.registry, repository)
 
     def execute(self) -> Outcome:

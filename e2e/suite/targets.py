@@ -1,8 +1,9 @@
 """Where the e2e suite runs: a kind cluster, the local cluster, or an existing cluster.
 
-Each target tells the suite the same five things: the kubeconfig, where to push images, the
-prefix pods pull them from, the address at which pods reach servers on this machine, and the
-base image generated projects build on.
+Each target tells the suite the same things: the kubeconfig, where to push images (which pods
+pull by the same name), the address at which pods reach servers on this machine, the base image
+generated projects build on, and what the suite may do there: the suite asks a target what it
+allows, never which target it is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kube import KubeApi
+from kube.nodes import advertise_fake_gpus
+
 KIND_VERSION = "v0.31.0"
 KIND_KUBECTL_VERSION = "v1.34.4"
 KIND_NODE_IMAGE = "kindest/node:v1.34.0"
@@ -26,16 +30,19 @@ FAKE_GPUS = 4
 
 @dataclass
 class ClusterTarget:
-    name: str
+    name: str  # for messages only
     kubeconfig: Path
-    registry: str  # docker push <registry>/<repo>:<tag>
-    image_prefix: str  # what pods pull: <image_prefix>/<repo>:<tag>
+    registry: str  # docker push <registry>/<repo>:<tag>; pods pull the same reference
     host_address: str  # pods reach servers on this machine here
     base_image: str
     docker_build_args: str = ""
-    fake_scheduler: bool = True
     gpu_nodes: list[str] = field(default_factory=list)
     teardown: object = None  # callable, or None to leave the cluster running
+    # What the suite may do on this target.
+    runs_fake_scheduler: bool = True  # else the cluster's own Run:ai scheduler serves runai-scheduler
+    owns_registry: bool = True  # may delete repositories it pushed (registries of one's own only)
+    may_label_nodes: bool = True  # may label gpu_nodes with the node type of the node-type variant
+    may_resize_gpus: bool = True  # may change how many fake GPUs a node advertises
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -47,7 +54,7 @@ def local_target() -> ClusterTarget:
 
     cluster = LocalCluster().up()
     return ClusterTarget(
-        name="local", kubeconfig=cluster.kubeconfig, registry=cluster.registry, image_prefix=cluster.image_prefix,
+        name="local", kubeconfig=cluster.kubeconfig, registry=cluster.registry,
         host_address=cluster.host_address, base_image=PYTHON_BASE_IMAGE,
         # pip inside `docker build` reaches the package index the way this machine does
         docker_build_args="--network host", gpu_nodes=[cluster.settings.node_name])
@@ -62,10 +69,10 @@ def existing_target() -> ClusterTarget:
     registry = os.environ["E2E_REGISTRY"]
     return ClusterTarget(
         name="existing", kubeconfig=Path(os.environ["KUBECONFIG"]), registry=registry,
-        image_prefix=os.environ.get("E2E_IMAGE_PREFIX", registry), host_address=os.environ["E2E_HOST_ADDRESS"],
-        base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"),
-        fake_scheduler=os.environ.get("SCHEDULER", "fake") != "runai",
-        gpu_nodes=[n for n in os.environ.get("E2E_GPU_NODES", "").split(",") if n])
+        host_address=os.environ["E2E_HOST_ADDRESS"], base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"),
+        runs_fake_scheduler=os.environ.get("SCHEDULER", "fake") != "runai",
+        gpu_nodes=[n for n in os.environ.get("E2E_GPU_NODES", "").split(",") if n],
+        owns_registry=False, may_resize_gpus=False)
 
 
 # kind, with kind's documented local registry (kind.sigs.k8s.io/docs/user/local-registry) ----------------
@@ -126,12 +133,6 @@ def kind_gateway() -> str:
     return next(c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"])
 
 
-def advertise_fake_gpus(kubectl, node: str, gpus: int = FAKE_GPUS) -> None:
-    patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(gpus)}])
-    kubectl("patch", "node", node, "--subresource=status", "--type=json", "-p", patch)
-    kubectl("label", "node", node, "--overwrite", f"nvidia.com/gpu.count={gpus}", "nvidia.com/gpu.memory=16384")
-
-
 def kind_target(work_dir: Path) -> ClusterTarget:
     os.environ.setdefault("KIND_VERSION", KIND_VERSION)  # read by pytest-kind-ng at import
     os.environ.setdefault("KUBECTL_VERSION", KIND_KUBECTL_VERSION)
@@ -150,12 +151,13 @@ def kind_target(work_dir: Path) -> ClusterTarget:
     connect_kind_registry(cluster)
     nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
     names = [n.split("/", 1)[1] for n in nodes]
+    api = KubeApi.from_kubeconfig(str(cluster.kubeconfig_path))
     for name in names:
-        advertise_fake_gpus(cluster.kubectl, name)
+        advertise_fake_gpus(api, name, FAKE_GPUS)
     keep = os.environ.get("E2E_KEEP_CLUSTER") == "1" or not created
     return ClusterTarget(
         name="kind", kubeconfig=cluster.kubeconfig_path.resolve(), registry=f"localhost:{KIND_REGISTRY_PORT}",
-        image_prefix=f"localhost:{KIND_REGISTRY_PORT}", host_address=kind_gateway(),
+        host_address=kind_gateway(),
         base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"), gpu_nodes=names,
         teardown=None if keep else cluster.delete)
 

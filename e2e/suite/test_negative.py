@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from kube import wait_until
 
 from .runner import k8s_time, progress
 from .variants import Variant
@@ -14,11 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def run_one(e2e, variant: Variant, deadline: int = 600):
-    outcome = e2e.project_run(variant, deadline).execute()
-    from .conftest import OUTCOMES
-
-    OUTCOMES.append(outcome)
-    return outcome
+    return e2e.project_run(variant, deadline).execute()
 
 
 def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e):
@@ -87,18 +84,12 @@ def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):
             else []
         return [p for p in pods if p["spec"].get("nodeName") and p["status"].get("phase") in ("Pending", "Running")]
 
-    deadline = time.monotonic() + 600
-    while not all(bound_pods(r) for r in runs[:2]):
-        assert time.monotonic() < deadline, "the first two half-GPU jobs were never both bound"
-        assert all(t.is_alive() for t in first_two), "a half-GPU job ended before both were bound"
-        time.sleep(0.5)
+    wait_until(lambda: all(bound_pods(r) for r in runs[:2]), 600, "the first two half-GPU jobs both bound",
+               interval=0.5, give_up=lambda: not all(t.is_alive() for t in first_two) and "one of them ended")
     progress("share-a and share-b share the GPU; submitting share-c")
     outcomes["share-c"] = runs[2].execute()
     for thread in first_two:
         thread.join()
-    from .conftest import OUTCOMES
-
-    OUTCOMES.extend(outcomes[r.variant.id] for r in runs)
 
     a, b, c = (outcomes[r.variant.id] for r in runs)
     for outcome in (a, b, c):

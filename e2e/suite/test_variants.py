@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import SCHEDULER_NAME
+from .session import SCHEDULER_NAME
 from .variants import MATRIX, NODE_TYPE
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,8 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
     run = outcome.run
     assert run is not None and run.info.status == "FINISHED", describe(outcome)
     assert {"rmse", "mae", "r2"} <= set(run.data.metrics)
-    assert run.data.params == {"alpha": "0.05", "l1_ratio": "0.5"}
+    assert run.data.params == {"alpha": "0.05", "l1_ratio": "0.5", "epochs": "100", "checkpoint_every": "10"}
+    assert run.data.tags["restarts"] == "0", "a run that was never preempted started once"
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
     assert run.data.tags["runtime.uid"] == "1000", "the container must run as non-root"
     assert float(run.data.tags["gpu.requested"]) == variant.gpu

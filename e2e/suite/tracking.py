@@ -14,9 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from kube import wait_until
 
 
 def free_port(host: str) -> int:
@@ -46,13 +47,8 @@ class TrackingServer:
         with open(self.log_file, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.work_dir,
                                             start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not self._api_answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited ({self.process.returncode}); see {self.log_file}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not ready after {timeout}s; see {self.log_file}")
-            time.sleep(0.5)
+        wait_until(self._api_answers, timeout, f"the mlflow server (log: {self.log_file})", interval=0.5,
+                   give_up=lambda: self.process.poll() is not None and f"it exited with {self.process.returncode}")
         return self
 
     def _api_answers(self) -> bool:

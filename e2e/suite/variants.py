@@ -22,7 +22,8 @@ class Variant:
         return float(self.answers.get("gpu", "1"))
 
     @property
-    def resource_type(self) -> str | None:
+    def resource_type(self) -> str:
+        """What the scheduler's binding annotates: received-resource-type."""
         return "Fraction" if 0 < self.gpu < 1 else "Regular"
 
 

@@ -1,21 +1,15 @@
 import uuid
 
 import pytest
-from local_cluster import LocalCluster
+from kube.nodes import FakeNodes
 
-from fake_runai_scheduler import FakeRunaiScheduler, KubeApi, parse_config
-
-from .harness import FakeNodes
+from fake_runai_scheduler import FakeRunaiScheduler, parse_config
 
 
 @pytest.fixture(scope="session")
-def cluster():
-    return LocalCluster().up()
-
-
-@pytest.fixture(scope="session")
-def api(cluster):
-    return KubeApi.from_kubeconfig(str(cluster.kubeconfig))
+def api(kube_api):
+    """The cluster's API (e2e/conftest.py starts or reuses the cluster)."""
+    return kube_api
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kube import ApiError
 
 from fake_runai_scheduler.informer import Informer
-from fake_runai_scheduler.kubeapi import ApiError
 
 from .harness import create_pod, events_for, pod_body, wait_bound, wait_unschedulable, wait_until
 

@@ -5,11 +5,12 @@ import threading
 import uuid
 
 import pytest
+from kube import wait_until
 from kubernetes import client, utils
 
 from local_cluster.images import PYTHON_BASE_IMAGE
 
-from .kube import api_client, build_and_push, delete_namespace, fresh_namespace, job_manifest, job_pods, wait_for
+from .helpers import api_client, build_and_push, delete_namespace, fresh_namespace, job_manifest, job_pods
 
 pytestmark = pytest.mark.cluster
 
@@ -59,7 +60,7 @@ def test_gpu_job_runs_from_local_registry_and_reaches_host(cluster, api, namespa
     def finished():
         status = client.BatchV1Api(api).read_namespaced_job_status("smoke", namespace).status
         return status.succeeded or status.failed
-    wait_for(finished, 180, what="smoke job finished")
+    wait_until(finished, 180, what="smoke job finished")
     [pod] = job_pods(api, namespace, "smoke")
     log = client.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, namespace)
     assert client.BatchV1Api(api).read_namespaced_job_status("smoke", namespace).status.succeeded == 1, log
@@ -70,13 +71,13 @@ def test_gpu_job_runs_from_local_registry_and_reaches_host(cluster, api, namespa
 def test_more_gpus_than_the_node_has_stays_pending(cluster, api, namespace):
     job = job_manifest("greedy", cluster.settings.pause_image, ["/pause"], gpus=cluster.settings.gpus + 1)
     utils.create_from_dict(api, job, namespace=namespace)
-    [pod] = wait_for(lambda: job_pods(api, namespace, "greedy"), 60, what="pod created")
+    [pod] = wait_until(lambda: job_pods(api, namespace, "greedy"), 60, what="pod created")
 
     def scheduling_failure():
         events = client.CoreV1Api(api).list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items
         return [e for e in events if e.reason == "FailedScheduling"]
-    [event] = wait_for(scheduling_failure, 60, what="FailedScheduling event")[:1]
+    [event] = wait_until(scheduling_failure, 60, what="FailedScheduling event")[:1]
     assert "Insufficient nvidia.com/gpu" in event.message
     current = client.CoreV1Api(api).read_namespaced_pod(pod.metadata.name, namespace)
     assert current.status.phase == "Pending" and not current.spec.node_name

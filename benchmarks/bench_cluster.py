@@ -1,7 +1,7 @@
 """Print the local cluster's figures (not a test): cold build time, warm cluster-up, pod start latency.
 
 Run with root on a machine where `make cluster-up` has run once:
-    python -m local_cluster.bench
+    make bench-cluster   (PYTHONPATH=e2e python benchmarks/bench_cluster.py)
 It takes the cluster down and up again to time a warm start, and leaves it up.
 """
 
@@ -12,9 +12,8 @@ import statistics
 import time
 import uuid
 
-from fake_runai_scheduler.kubeapi import KubeApi
-
-from .cluster import LocalCluster
+from kube import KubeApi
+from local_cluster import LocalCluster
 
 PODS = 5
 

@@ -3,7 +3,7 @@
 Both schedule identical pods onto the same fake nodes on the local cluster's API server:
 - throughput: 300 pods created at once, pods/s from the first create to the last binding;
 - latency: 300 pods at a steady 10 pods/s, create -> bound as seen by a watch, p50 and p99.
-Run with the local cluster up: python -m fake_runai_scheduler.bench
+Run with the local cluster up: make bench-scheduler (PYTHONPATH=e2e python benchmarks/bench_scheduler.py)
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from fake_runai_scheduler import FakeRunaiScheduler, parse_config
+from kube import KubeApi
+from kube.nodes import FakeNodes, pod_body
 from local_cluster import LocalCluster
-
-from fake_runai_scheduler import FakeRunaiScheduler, KubeApi, parse_config
-from fake_runai_scheduler.tests.harness import FakeNodes, pod_body
 
 PODS = 300
 RATE = 10.0

@@ -6,7 +6,7 @@ floor:   the same work done directly: docker build of the environment and projec
          docker push, and `docker run` of train.py against the same tracking server.
 Both run in this process, one after the other, so the ratio is measured in one run.
 Also prints the last matrix run's wall time and phase table (e2e-report/), if there is one.
-Needs CLUSTER=local (or kind/existing) like the suite: python -m suite.bench
+Needs CLUSTER=local (or kind/existing) like the suite: make bench-e2e CLUSTER=local
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import mlflow
-
-from .conftest import E2ESession
-from .runner import ROOT, delete_registry_repository
-from .variants import Variant
+from kube.paths import REPO_ROOT
+from suite.runner import delete_registry_repository
+from suite.session import E2ESession
+from suite.variants import Variant
 
 VARIANT = Variant("bench-cpu", {"gpu": "0"})
 
@@ -56,7 +56,7 @@ def floor(session: E2ESession, project: Path, name: str = "floor") -> dict[str, 
 
 
 def main() -> None:
-    report = Path(os.environ.get("E2E_REPORT_DIR", ROOT / "e2e-report"))
+    report = Path(os.environ.get("E2E_REPORT_DIR", REPO_ROOT / "e2e-report"))
     matrix_seconds = report / "matrix-seconds.txt"
     summary = report / "summary.txt"
     with tempfile.TemporaryDirectory() as work:

@@ -1,11 +1,11 @@
-"""Small helpers over the Kubernetes Python client, shared by the cluster tests and benchmarks."""
+"""Small helpers over the Kubernetes Python client for the local cluster's tests."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 
+from kube import wait_until
 from kubernetes import client, config
 
 
@@ -16,12 +16,10 @@ def api_client(kubeconfig) -> client.ApiClient:
 def fresh_namespace(api: client.ApiClient, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the ServiceAccount admission plugin needs the default SA first
-        if client.CoreV1Api(api).list_namespaced_service_account(name).items:
-            return name
-        time.sleep(0.2)
-    raise TimeoutError(f"no default ServiceAccount in {name}")
+    # The ServiceAccount admission plugin needs the default ServiceAccount first.
+    wait_until(lambda: client.CoreV1Api(api).list_namespaced_service_account(name).items, 60,
+               f"the default ServiceAccount in {name}")
+    return name
 
 
 def delete_namespace(api: client.ApiClient, name: str) -> None:
@@ -38,16 +36,6 @@ def job_manifest(name: str, image: str, command: list[str], gpus: int = 0, env: 
                             "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}],
         }}},
     }
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached in {timeout}s")
 
 
 def job_pods(api: client.ApiClient, namespace: str, job: str) -> list:

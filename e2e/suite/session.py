@@ -1,0 +1,116 @@
+"""One e2e session: the cluster target, the tracking server, the fake scheduler, and every run made on them.
+
+Everything the session creates is removed by close(), also on failure or Ctrl-C, and close()
+reports anything that is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fake_runai_scheduler import FakeRunaiScheduler, SchedulerConfig
+from fake_runai_scheduler.config import Queue, Quota
+from kube import KubeApi
+
+from .runner import Outcome, ProjectRun, images_of, progress, registry_tags
+from .targets import select_target
+from .tracking import TrackingServer
+from .variants import NODE_TYPE, Variant
+
+SCHEDULER_NAME = "runai-scheduler"
+
+
+class E2ESession:
+    def __init__(self, report_dir: Path, work_dir: Path):
+        self.id = uuid.uuid4().hex[:4]
+        self.report_dir, self.work_dir = report_dir, work_dir
+        self.target = select_target(os.environ.get("CLUSTER", "kind"), work_dir)
+        self.api = KubeApi.from_kubeconfig(str(self.target.kubeconfig))
+        self.tracking = TrackingServer(self.target.host_address, work_dir / "mlflow",
+                                       report_dir / "tracking-server.log")
+        self.scheduler: FakeRunaiScheduler | None = None
+        self.runs: list[ProjectRun] = []
+        self.labelled_nodes: list[str] = []
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """What each run of the session did, for the summary table (runs that never started have no phases)."""
+        return [run.outcome for run in self.runs if run.outcome.phases or run.outcome.error]
+
+    def start(self) -> E2ESession:
+        progress(f"session {self.id} on {self.target.name} cluster; report in {self.report_dir}")
+        self.tracking.start()
+        progress(f"tracking server {self.tracking.uri} ready")
+        if self.target.runs_fake_scheduler:
+            handler = logging.FileHandler(self.report_dir / "scheduler.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger = logging.getLogger("fake_runai_scheduler")
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            self.scheduler = FakeRunaiScheduler(self.api, SchedulerConfig({}, SCHEDULER_NAME)).start()
+        for node in self.target.gpu_nodes if self.target.may_label_nodes else []:
+            self.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
+                             body={"metadata": {"labels": {"run.ai/type": NODE_TYPE}}})
+            self.labelled_nodes.append(node)
+        return self
+
+    def project_run(self, variant: Variant, deadline: int = 600) -> ProjectRun:
+        run = ProjectRun(variant, self.target, self.api, self.tracking.uri, self.id, self.work_dir / variant.id,
+                         self.report_dir, SCHEDULER_NAME, deadline)
+        if self.scheduler:
+            self.scheduler.add_queue(Queue(run.outcome.project, Quota(variant.gpu_quota, variant.gpu_limit)))
+        self.runs.append(run)
+        return run
+
+    def run_all(self, variants: list[Variant], jobs: int) -> dict[str, Outcome]:
+        runs = [self.project_run(v) for v in variants]
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            outcomes = list(pool.map(lambda r: r.execute(), runs))
+        return {o.variant.id: o for o in outcomes}
+
+    def close(self) -> list[str]:
+        """Remove everything; return what could not be removed."""
+        for run in self.runs:
+            try:
+                run.cleanup()
+            except Exception as err:  # noqa: BLE001 - clean up the rest, report below
+                progress(f"cleanup of {run.outcome.namespace} failed: {err}")
+        for node in self.labelled_nodes:
+            self.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
+                             body={"metadata": {"labels": {"run.ai/type": None}}})
+        if self.scheduler:
+            self.scheduler.stop()
+        self.tracking.stop()
+        leftovers = self.leftovers(wait=120)
+        if self.target.teardown:
+            self.target.teardown()
+        return leftovers
+
+    def leftovers(self, wait: float) -> list[str]:
+        deadline = time.monotonic() + wait
+        while True:
+            namespaces = {run.outcome.namespace for run in self.runs}
+            live = [n["metadata"]["name"] for n in self.api.get("/api/v1/namespaces")["items"]
+                    if n["metadata"]["name"] in namespaces]
+            if not live or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        found = [f"namespace {name}" for name in live]
+        found += [f"pod {p['metadata']['namespace']}/{p['metadata']['name']}"
+                  for p in self.api.get("/api/v1/pods")["items"] if p["metadata"]["namespace"] in namespaces]
+        for run in self.runs:
+            for repository in (run.outcome.slug, f"{run.outcome.slug}-env"):
+                found += [f"docker image {image}" for image in images_of(f"{self.target.registry}/{repository}")]
+                if self.target.owns_registry:
+                    found += [f"registry tag {repository}:{t}" for t in registry_tags(self.target.registry, repository)]
+        for node in self.labelled_nodes:
+            if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get("run.ai/type") == NODE_TYPE:
+                found.append(f"label run.ai/type on node {node}")
+        if self.tracking.process and self.tracking.process.poll() is None:
+            found.append("mlflow tracking server process")
+        return found
