@@ -1,7 +1,8 @@
 """Jinja filters that render answers through real escaping, never string pasting.
 
 Free-text answers may hold quotes, colons, '#', newlines or '{{'; each filter emits a
-literal of the target language that parses back to exactly the answer.
+literal of the target language that parses back to exactly the answer. Cookiecutter loads local
+extensions since 2.1, the oldest version this template supports; 1.x stops here, before writing.
 """
 
 import json
@@ -9,7 +10,7 @@ import json
 import yaml
 from cookiecutter.utils import simple_filter
 
-from hooks.pre_gen_project import parse_gpu
+from hooks.pre_gen_project import YES_NO_FIELDS, parse_gpu, parse_yes_no
 
 
 @simple_filter
@@ -25,6 +26,12 @@ def json_str(value):
 
 
 @simple_filter
+def json_document(value):
+    """An indented JSON document (cookiecutter before 2.7 has jsonify without an indent argument)."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@simple_filter
 def py_str(value):
     return repr(str(value))
 
@@ -35,7 +42,14 @@ def gpu_spec(value):
 
 
 @simple_filter
+def as_bool(value):
+    """A yes/no answer as a boolean, whichever form this cookiecutter version passed it in."""
+    return parse_yes_no(value)
+
+
+@simple_filter
 def answers_json(context):
     """The user's answers (no private keys or local paths), to regenerate the project later."""
     answers = {key: value for key, value in context.items() if not key.startswith("_")}
+    answers.update({key: parse_yes_no(answers[key]) for key in YES_NO_FIELDS if key in answers})
     return json.dumps(answers, indent=2, ensure_ascii=False, sort_keys=True)

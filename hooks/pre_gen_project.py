@@ -12,7 +12,6 @@ importable (tests and ``local_extensions`` use its pure functions).
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from decimal import Decimal, InvalidOperation
 # label the API server derives from them) must stay within 63 characters.
 SLUG_MAX = 30
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-SLUG = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 CPU_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+|[0-9]+m)$")
@@ -41,6 +39,8 @@ IMAGE_REFERENCE = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
 )
 FREE_TEXT_FIELDS = ("project_name", "description", "author")
+GPU_NUMBER = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+GPU_DECIMALS = re.compile(r"^[0-9]*(\.[0-9]{0,2})?$")
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ class GpuRequest:
 def parse_gpu(raw: object) -> GpuRequest:
     """Parse a GPU answer; raise ValueError with the rule it breaks."""
     text = str(raw).strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number: a whole number of GPUs, a fraction between 0 and 1, or 0") from None
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    if value < 0:
+    if text.startswith("-"):
         raise ValueError("must not be negative")
+    if not GPU_NUMBER.match(text):
+        raise ValueError("must be a plain decimal number: a whole number of GPUs, a fraction between 0 and 1, "
+                         "or 0 (no exponent such as 1e-5)")
+    if not GPU_DECIMALS.match(text):
+        raise ValueError("must have at most two decimals: Run:ai accepts GPU fractions in steps of 0.01")
+    value = float(text)
     if value == 0:
         return GpuRequest("none")
     if value < 1:
@@ -83,6 +83,22 @@ def parse_gpu(raw: object) -> GpuRequest:
             "are integers); use a fraction between 0 and 1 to share one GPU"
         )
     return GpuRequest("whole", count=int(value))
+
+
+# Yes/no answers arrive as booleans from cookiecutter 2.7, but as the strings "True"/"False" from
+# older versions' command lines and replay files; "False" would be truthy in the template.
+YES_NO_FIELDS = ("large_shm",)
+YES = {"true", "yes", "y", "on", "1"}
+NO = {"false", "no", "n", "off", "0"}
+
+
+def parse_yes_no(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in YES | NO:
+        return word in YES
+    raise ValueError("must be yes or no (true/false, y/n, on/off, 1/0)")
 
 
 def parse_cpu(text: str) -> Decimal:
@@ -109,11 +125,11 @@ def _check_free_text(answers: dict, problems: list[Problem]) -> None:
 
 def _check_names(answers: dict, problems: list[Problem]) -> None:
     slug = str(answers.get("project_slug", ""))
-    if not SLUG.match(slug):
+    if not DNS_LABEL.match(slug):
         problems.append(Problem(
             "project_slug", slug,
-            "must be a lowercase DNS label: a-z, 0-9 and '-', starting with a letter and ending "
-            "with a letter or digit (it names the MLflow project, the container and the image)",
+            "must be a lowercase DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit "
+            "(it names the MLflow project, the Job, the container and the image)",
         ))
     elif len(slug) > SLUG_MAX:
         problems.append(Problem(
@@ -146,6 +162,14 @@ def _check_names(answers: dict, problems: list[Problem]) -> None:
     context = str(answers.get("kube_context", ""))
     if context != context.strip() or any(c.isspace() and c != " " for c in context):
         problems.append(Problem("kube_context", context, "must be a context name from 'kubectl config get-contexts'"))
+
+
+def _check_yes_no(answers: dict, problems: list[Problem]) -> None:
+    for field in YES_NO_FIELDS:
+        try:
+            parse_yes_no(answers.get(field, False))
+        except ValueError as err:
+            problems.append(Problem(field, answers.get(field), str(err)))
 
 
 def _check_images(answers: dict, problems: list[Problem]) -> None:
@@ -243,6 +267,7 @@ def validate(answers: dict) -> list[Problem]:
     _check_free_text(answers, problems)
     _check_names(answers, problems)
     gpu = _check_resources(answers, problems)
+    _check_yes_no(answers, problems)
     _check_images(answers, problems)
     _check_durations(answers, problems)
     _check_combinations(answers, gpu, problems)

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = json.loads((ROOT / "cookiecutter.json").read_text())
@@ -18,3 +19,16 @@ def bake_project(cookies, **answers):
 @pytest.fixture
 def bake(cookies):
     return lambda **answers: bake_project(cookies, **answers)
+
+
+@pytest.fixture(autouse=True)
+def cookiecutter_config(tmp_path_factory, monkeypatch) -> str:
+    """A cookiecutter config of the test's own: replays and clones go to a temporary folder, never to ~.
+
+    Pass it as config_file= in process; COOKIECUTTER_CONFIG carries it to the cookiecutter command line.
+    """
+    home = tmp_path_factory.mktemp("cookiecutter-home")
+    config = home / "config.yaml"
+    config.write_text(yaml.safe_dump({"replay_dir": str(home / "replay"), "cookiecutters_dir": str(home / "clones")}))
+    monkeypatch.setenv("COOKIECUTTER_CONFIG", str(config))
+    return str(config)

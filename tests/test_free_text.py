@@ -84,11 +84,11 @@ def test_free_text_round_trips(description, author):
 
 
 @pytest.mark.parametrize("text", NASTY[:6], ids=range(6))
-def test_replay_file_with_nasty_text_generates_with_hooks(tmp_path, text):
+def test_replay_file_with_nasty_text_generates_with_hooks(tmp_path, text, cookiecutter_config):
     """The full cookiecutter run, pre-generation hook included, from a replay file."""
     replay = tmp_path / "replay.json"
     replay.write_text(json.dumps({"cookiecutter": {**BASE["cookiecutter"], "description": text, "author": text}}))
     out = tmp_path / "out"
-    project = Path(cookiecutter(str(ROOT), replay=str(replay), output_dir=str(out), default_config=True))
+    project = Path(cookiecutter(str(ROOT), replay=str(replay), output_dir=str(out), config_file=cookiecutter_config))
     parsed = read_back(project)
     assert parsed["train"] == text and parsed["job"]["runai-mlflow/author"] == text

@@ -15,16 +15,18 @@ def project(bake):
     return bake().project_path
 
 
-def preflight(project, tmp_path, docker_ok: bool, **env):
+def preflight(project, tmp_path, docker_ok: bool, env_image_built: bool = True, python: str = sys.executable,
+              **env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     docker = bin_dir / "docker"
     down = "echo 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
-    docker.write_text("#!/bin/sh\n" + ("exit 0\n" if docker_ok else down))
+    images = "exit 0" if env_image_built else "echo 'Error: No such image' >&2; exit 1"
+    docker.write_text("#!/bin/sh\n" + (f'[ "$1" = image ] && {{ {images}; }}\nexit 0\n' if docker_ok else down))
     docker.chmod(0o755)
     clean = {k: v for k, v in os.environ.items() if not k.endswith("TRACKING_URI") and k != "KUBECONFIG"}
     full_env = {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECONFIG": str(tmp_path / "missing"), **env}
-    return subprocess.run([sys.executable, "preflight.py"], cwd=project, env=full_env, capture_output=True, text=True)
+    return subprocess.run([python, "preflight.py"], cwd=project, env=full_env, capture_output=True, text=True)
 
 
 GOOD = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000", "KUBE_MLFLOW_TRACKING_URI": "http://10.0.0.5:5000"}
@@ -45,6 +47,22 @@ def test_refuses_tracking_uris_pods_cannot_use(project, tmp_path, env, says):
 def test_refuses_when_docker_is_not_running(project, tmp_path):
     result = preflight(project, tmp_path, docker_ok=False, **GOOD)
     assert result.returncode == 2 and "Docker is not running (Cannot connect to the Docker daemon)" in result.stderr
+
+
+def test_refuses_when_the_environment_image_was_not_built(project, tmp_path):
+    """MLflow would create the run, then fail to build FROM a missing image and leave the run RUNNING."""
+    result = preflight(project, tmp_path, docker_ok=True, env_image_built=False, **GOOD)
+    assert result.returncode == 2, result.stderr
+    assert f"registry.example.com/team-a/{project.name}-env:0.1.0 is not on this machine" in result.stderr
+    assert "make image" in result.stderr
+
+
+def test_says_what_to_install_when_the_submitting_tools_are_missing(project, tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    result = preflight(project, tmp_path, docker_ok=True, python=str(tmp_path / "bare" / "bin" / "python"), **GOOD)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Python packages missing here: mlflow, kubernetes, yaml" in result.stderr
+    assert "pip install -r requirements-dev.txt" in result.stderr
 
 
 def test_refuses_when_the_kube_context_cannot_be_loaded(project, tmp_path):

@@ -1,11 +1,13 @@
 """Check the submitting environment before `mlflow run` creates an MLflow run.
 
-MLflow creates the run first and checks Docker and Kubernetes afterwards, so any of
-these mistakes would leave a run stuck in RUNNING. Exit code 2 means "fix and retry".
+MLflow creates the run first and checks Docker, the environment image and Kubernetes
+afterwards, so any of these mistakes would leave a run stuck in RUNNING. Exit code 2 means
+"fix and retry". Standard library only at the top: a missing package is reported, not raised.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,11 +16,22 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 HERE = Path(__file__).resolve().parent
+SUBMITTING_TOOLS = ("mlflow", "kubernetes", "yaml")  # from requirements-dev.txt
 
 
 def _is_http(uri: str) -> bool:
     parsed = urlparse(uri)
     return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+def check_submitting_tools() -> list[str]:
+    missing = [name for name in SUBMITTING_TOOLS if importlib.util.find_spec(name) is None]
+    if missing:
+        return [f"Python packages missing here: {', '.join(missing)}. Install the submitting tools into a "
+                "virtual environment outside this folder (MLflow copies the folder into the image): "
+                "python3 -m venv ~/.venvs/{{ cookiecutter.project_slug }} && "
+                "~/.venvs/{{ cookiecutter.project_slug }}/bin/pip install -r requirements-dev.txt"]
+    return []
 
 
 def check_tracking_uris(env: dict) -> list[str]:
@@ -49,6 +62,22 @@ def check_docker() -> list[str]:
     if result.returncode != 0:
         reason = result.stderr.strip() or result.stdout.strip()
         return [f"Docker is not running ({reason}); start the daemon and retry."]
+    return []
+
+
+def environment_image(mlproject: Path) -> str:
+    """docker_env.image of MLproject, read without YAML (preflight must run before any dependency check)."""
+    for line in mlproject.read_text().splitlines():
+        if line.strip().startswith("image:"):
+            return line.split(":", 1)[1].strip()
+    raise ValueError(f"{mlproject} has no docker_env image")
+
+
+def check_environment_image(image: str) -> list[str]:
+    result = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        return [f"The environment image {image} is not on this machine; build it with `make image` first "
+                "(MLflow builds the project image FROM it, after it has already created the run)."]
     return []
 
 
@@ -87,7 +116,9 @@ def job_namespace(template: Path) -> str:
 
 def main() -> int:
     config = json.loads((HERE / "kubernetes_config.json").read_text())
-    problems = check_tracking_uris(dict(os.environ)) + check_docker()
+    problems = check_submitting_tools() + check_tracking_uris(dict(os.environ)) + check_docker()
+    if not problems:
+        problems = check_environment_image(environment_image(HERE / "MLproject"))
     if not problems:
         problems = check_kubernetes(config, job_namespace(HERE / config["kube-job-template-path"]))
     for problem in problems:
@@ -95,7 +126,7 @@ def main() -> int:
     if problems:
         print("preflight: nothing was submitted and no MLflow run was created.", file=sys.stderr)
         return 2
-    print("preflight: tracking URIs, Docker and Kubernetes look good.")
+    print("preflight: tracking URIs, Docker, the environment image and Kubernetes look good.")
     return 0
 
 

@@ -1,0 +1,65 @@
+"""Users run `cookiecutter gh:org/runai-mlflow` with whatever cookiecutter they have (README: supported versions).
+
+The oldest supported cookiecutter (2.1, the first with local extensions) must write exactly what the
+pinned one writes; 1.x is refused before any question, leaving no folder.
+"""
+
+import filecmp
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+OLDEST_SUPPORTED = "2.1.1"
+TOO_OLD = "1.7.3"
+ANSWERS = ["gpu=0.5", "large_shm=True", "workload_type=interactive", "max_preemptions=0"]
+
+
+def cookiecutter_of_version(version: str) -> Path:
+    """A venv with that cookiecutter, cached outside the repository like the other builds."""
+    cache = Path.home() / ".cache" / "runai-mlflow" / "venvs" / f"cookiecutter-{version}"
+    done = cache / ".complete"
+    key = hashlib.sha256(f"{sys.version_info[:2]}{version}".encode()).hexdigest()
+    if not done.exists() or done.read_text() != key:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(cache)], check=True)
+        subprocess.run([str(cache / "bin" / "python"), "-m", "pip", "install", "-q", f"cookiecutter=={version}"],
+                       check=True, capture_output=True)
+        done.write_text(key)
+    return cache / "bin" / "cookiecutter"
+
+
+def generate(cookiecutter: Path | str, out: Path, *answers: str) -> subprocess.CompletedProcess:
+    command = [str(cookiecutter)] if isinstance(cookiecutter, Path) else [sys.executable, "-m", "cookiecutter"]
+    return subprocess.run([*command, str(ROOT), "--no-input", "-o", str(out), *answers], capture_output=True,
+                          text=True, env={"HOME": str(out.parent), "PATH": "/usr/bin:/bin"})
+
+
+def same_tree(left: Path, right: Path) -> list[str]:
+    comparison = filecmp.dircmp(left, right)
+    differ = comparison.left_only + comparison.right_only + comparison.diff_files
+    for name in comparison.common_dirs:
+        differ += same_tree(left / name, right / name)
+    return differ
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answers", [[], ANSWERS, ["large_shm=False"]], ids=["defaults", "bool-and-choices", "no-shm"])
+def test_oldest_supported_cookiecutter_writes_the_same_project(tmp_path, answers):
+    oldest, pinned = tmp_path / "oldest", tmp_path / "pinned"
+    result = generate(cookiecutter_of_version(OLDEST_SUPPORTED), oldest, *answers)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert generate("pinned", pinned, *answers).returncode == 0
+    assert same_tree(oldest / "wine-quality-elasticnet", pinned / "wine-quality-elasticnet") == []
+
+
+@pytest.mark.slow
+def test_older_cookiecutter_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    result = generate(cookiecutter_of_version(TOO_OLD), out)
+    assert result.returncode != 0
+    assert "Unable to load extension: No module named 'local_extensions'" in result.stdout + result.stderr
+    assert not out.exists() or list(out.iterdir()) == []
