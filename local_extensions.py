@@ -49,7 +49,7 @@ def as_bool(value):
 
 @simple_filter
 def answers_json(context):
-    """The user's answers (no private keys or local paths), to regenerate the project later."""
+    """The user's answers (no private keys or local paths) as a replay file: cookiecutter --replay-file takes it."""
     answers = {key: value for key, value in context.items() if not key.startswith("_")}
     answers.update({key: parse_yes_no(answers[key]) for key in YES_NO_FIELDS if key in answers})
-    return json.dumps(answers, indent=2, ensure_ascii=False, sort_keys=True)
+    return json.dumps({"cookiecutter": answers}, indent=2, ensure_ascii=False, sort_keys=True)

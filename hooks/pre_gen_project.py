@@ -12,10 +12,14 @@ importable (tests and ``local_extensions`` use its pure functions).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import sys
+import tempfile
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 # MLflow names the Job "<slug>-<26-char timestamp>"; Job names (and the job-name
 # label the API server derives from them) must stay within 63 characters.
@@ -274,20 +278,37 @@ def validate(answers: dict) -> list[Problem]:
     return problems
 
 
-def report(problems: list[Problem]) -> str:
+def save_for_rerun(answers: dict) -> Path:
+    """Keep the typed answers as a replay file, so fixing one answer does not mean typing all again."""
+    public = {key: value for key, value in answers.items() if not key.startswith("_")}
+    slug = "".join(c for c in str(answers.get("project_slug", "")) if c.isalnum() or c == "-")[:30] or "project"
+    handle, path = tempfile.mkstemp(prefix=f"runai-mlflow-{slug}-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump({"cookiecutter": public}, out, indent=2, ensure_ascii=False)
+    return Path(path)
+
+
+def report(problems: list[Problem], answers: dict, saved: Path | None) -> str:
     lines = [f"runai-mlflow: {len(problems)} answer(s) need fixing; nothing was generated."]
     lines += [f"  - {problem}" for problem in problems]
-    lines.append(
-        "Fix them and run cookiecutter again (answers given on the command line, e.g. gpu=0.5, "
-        "or edit the replay file in ~/.cookiecutter_replay/ and pass --replay-file)."
-    )
+    if saved:
+        output = f" -o {shlex.quote(str(answers['_output_dir']))}" if answers.get("_output_dir") else ""
+        lines.append(f"Your answers are saved in {saved}. Fix the fields above in that file, then run:")
+        lines.append(f"  cookiecutter {shlex.quote(str(answers.get('_template', '<template>')))} "
+                     f"--replay-file {shlex.quote(str(saved))}{output}")
+    else:
+        lines.append("Fix them and run cookiecutter again.")
     return "\n".join(lines)
 
 
 def main(answers: dict) -> int:
     problems = validate(answers)
     if problems:
-        print(report(problems), file=sys.stderr)
+        try:
+            saved = save_for_rerun(answers)
+        except OSError:
+            saved = None
+        print(report(problems, answers, saved), file=sys.stderr)
         return 1
     return 0
 

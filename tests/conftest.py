@@ -31,4 +31,6 @@ def cookiecutter_config(tmp_path_factory, monkeypatch) -> str:
     config = home / "config.yaml"
     config.write_text(yaml.safe_dump({"replay_dir": str(home / "replay"), "cookiecutters_dir": str(home / "clones")}))
     monkeypatch.setenv("COOKIECUTTER_CONFIG", str(config))
+    (home / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(home / "tmp"))  # where the hook saves rejected answers
     return str(config)

@@ -1,5 +1,9 @@
 """Bad answers are rejected with a message naming the field and the rule, and nothing is written."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
@@ -112,6 +116,41 @@ def test_cookiecutter_refuses_and_leaves_no_folder(tmp_path, capfd, case, cookie
     err = capfd.readouterr().err
     assert field in err and rule in err and "nothing was generated" in err
     assert list(tmp_path.iterdir()) == []
+    assert f"--replay-file {saved_answers(err)}" in err, "the typed answers are kept for the rerun"
+
+
+def saved_answers(err: str) -> Path:
+    return Path(re.search(r"Your answers are saved in (\S+)\. ", err).group(1))
+
+
+def test_a_rejected_answer_keeps_the_others_for_the_rerun(tmp_path, capfd, cookiecutter_config):
+    """Fix the one bad field in the saved file and rerun the printed command: every other answer is kept."""
+    typed = {"gpu": "1.5", "runai_project": "vision", "cpu_request": "1500m", "node_type": "dgx-a100"}
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(ROOT), no_input=True, extra_context=typed, output_dir=str(tmp_path / "out"),
+                     config_file=cookiecutter_config)
+    err = capfd.readouterr().err
+    saved = saved_answers(err)
+    command = err.strip().splitlines()[-1].split()
+    assert command[:2] == ["cookiecutter", str(ROOT)] and command[-2:] == ["-o", str(tmp_path / "out")]
+    replay = json.loads(saved.read_text())
+    replay["cookiecutter"]["gpu"] = "2"
+    saved.write_text(json.dumps(replay))
+    project = Path(cookiecutter(str(ROOT), replay=str(saved), output_dir=str(tmp_path / "out"),
+                                config_file=cookiecutter_config))
+    saved.unlink()
+    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())["cookiecutter"]
+    assert {k: answers[k] for k in typed} == {**typed, "gpu": "2"}
+
+
+def test_answers_file_regenerates_the_project(tmp_path, bake, cookiecutter_config):
+    """.runai-mlflow-answers.json is a replay file: --replay-file regenerates the same project."""
+    first = bake(gpu="0.5", runai_project="vision", large_shm=True).project_path
+    again = Path(cookiecutter(str(ROOT), replay=str(first / ".runai-mlflow-answers.json"),
+                              output_dir=str(tmp_path / "again"), config_file=cookiecutter_config))
+    for path in first.rglob("*"):
+        if path.is_file():
+            assert (again / path.relative_to(first)).read_bytes() == path.read_bytes(), path.name
 
 
 def test_a_name_starting_with_a_digit_gives_a_valid_default_slug(tmp_path, cookiecutter_config):

@@ -57,7 +57,7 @@ def read_back(project: Path) -> dict:
     tree = ast.parse((project / "train.py").read_text(encoding="utf-8"))
     [description] = [node.value.value for node in tree.body
                      if isinstance(node, ast.Assign) and node.targets[0].id == "DESCRIPTION"]
-    answers = json.loads((project / ".runai-mlflow-answers.json").read_text(encoding="utf-8"))
+    answers = json.loads((project / ".runai-mlflow-answers.json").read_text(encoding="utf-8"))["cookiecutter"]
     readme = (project / "README.md").read_bytes().decode("utf-8")
     return {"job": job["metadata"]["annotations"], "train": description, "answers": answers, "readme": readme}
 

@@ -58,13 +58,14 @@ def test_config_files_parse(bake, variant):
     assert job["kind"] == "Job"
     config = json.loads((project / "kubernetes_config.json").read_text())
     assert config["kube-job-template-path"] == "kubernetes_job_template.yaml"
-    assert config["repository-uri"] == variant.get("image_repository", f"registry.example.com/team-a/{project.name}"
-                                                   if "runai_project" not in variant else config["repository-uri"])
+    runai_project = variant.get("runai_project", "team-a")
+    assert config["repository-uri"] == variant.get("image_repository",
+                                                   f"registry.example.com/{runai_project}/{project.name}")
     assert ("kube-context" in config) == bool(variant.get("kube_context"))
     assert tomllib.loads((project / "ruff.toml").read_text())["line-length"] == 120
     mlproject = yaml.safe_load((project / "MLproject").read_text())
     assert mlproject["name"] == project.name
-    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())
+    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())["cookiecutter"]
     assert set(answers) == ANSWER_KEYS
     for line in (project / "requirements.txt").read_text().splitlines():
         if line and not line.startswith("#"):

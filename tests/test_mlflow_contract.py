@@ -157,7 +157,7 @@ def test_every_answer_has_a_contract_check():
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_runai_fields(bake, monkeypatch, variant):
     project = bake(**variant).project_path
-    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())  # the answers in effect
+    answers = json.loads((project / ".runai-mlflow-answers.json").read_text())["cookiecutter"]  # in effect
     job = render_job(project, monkeypatch)
     for key, check in ANSWER_CHECKS.items():
         assert check(job, answers, project) is not False, f"{key}={answers[key]!r} is not where it belongs"
