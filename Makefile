@@ -10,34 +10,39 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 E2E_PY := PYTHONPATH=$(CURDIR)/e2e $(CURDIR)/$(PY)
 CLUSTER_PACKAGES := docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables openssl
 
-.PHONY: help setup generate test test-fast lint bench clean cluster-deps cluster-up cluster-down cluster-status \
+.PHONY: help setup setup-test generate test test-fast lint bench clean cluster-deps cluster-up cluster-down cluster-status \
 	cluster-test cluster-teardown-test e2e bench-cluster bench-scheduler bench-e2e bench-preemption
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(VENV)/.installed  ## Create .venv with the pinned dev dependencies
+# .venv grows with the step: generating needs cookiecutter only; tests, the cluster and e2e add theirs.
+setup: $(VENV)/.installed-e2e  ## Create .venv with every pinned dependency (template tests, cluster, e2e)
+setup-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-generate: setup  ## Generate a project with default answers into ./generated (OUT=dir to change)
+$(VENV)/.installed-%: pyproject.toml | $(VENV)/.created
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+generate: $(VENV)/.installed-generate  ## Generate a project with default answers into ./generated (OUT=dir to change)
 	$(VENV)/bin/cookiecutter . --no-input --overwrite-if-exists -o $(OUT)
 	@echo "Generated $(OUT)/wine-quality-elasticnet; see its README.md to submit it."
 
-test: setup  ## Template tests: generation matrix, MLflow contract, bad answers, free-text round trip
+test: setup-test  ## Template tests: generation matrix, MLflow contract, bad answers, free-text round trip
 	$(PY) -m pytest tests
 
-test-fast: setup  ## The template tests without the slow ones
+test-fast: setup-test  ## The template tests without the slow ones
 	$(PY) -m pytest tests -m "not slow"
 
-lint: setup  ## ruff over the repository (the template folder has its own ruff.toml)
+lint: setup-test  ## ruff over the repository (the template folder has its own ruff.toml)
 	$(PY) -m ruff check .
 
-bench: setup  ## Print generation time per project
+bench: setup-test  ## Print generation time per project
 	$(PY) benchmarks/bench_generation.py
 
 clean:  ## Remove generated projects and reports in the repository

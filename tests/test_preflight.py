@@ -65,6 +65,34 @@ def test_says_what_to_install_when_the_submitting_tools_are_missing(project, tmp
     assert "pip install -r requirements-dev.txt" in result.stderr
 
 
+def test_refuses_to_ship_local_environments_and_stores_in_the_image(project, tmp_path):
+    (project / ".venv" / "lib").mkdir(parents=True)
+    (project / ".venv" / "lib" / "big.so").write_bytes(b"x" * 3 * 2**20)
+    (project / "mlflow.db").write_bytes(b"")
+    result = preflight(project, tmp_path, docker_ok=True, **GOOD)
+    assert result.returncode == 2, result.stderr
+    assert "copy these into the image and push them: .venv (3.0 MiB), mlflow.db (0.0 MiB)" in result.stderr
+    accepted = preflight(project, tmp_path, docker_ok=True, PREFLIGHT_ACCEPT_FOLDER="1", **GOOD)
+    assert "copy these into the image" not in accepted.stderr, "the override ships them knowingly"
+
+
+def test_refuses_a_project_folder_over_the_size_limit(project, tmp_path):
+    with open(project / "data.bin", "wb") as data:
+        data.truncate(60 * 2**20)  # sparse: the size MLflow would copy, without writing it
+    result = preflight(project, tmp_path, docker_ok=True, **GOOD)
+    assert result.returncode == 2, result.stderr
+    assert "(limit 50.0 MiB)" in result.stderr and "data.bin (60.0 MiB)" in result.stderr
+
+
+def test_make_image_builds_for_the_nodes_platform(project):
+    """Images built on Apple-silicon laptops would be arm64 and fail on amd64 GPU nodes."""
+    default = subprocess.run(["make", "-n", "image"], cwd=project, capture_output=True, text=True).stdout
+    assert "docker build --platform linux/amd64 " in default
+    chosen = subprocess.run(["make", "-n", "image", "PLATFORM=linux/arm64"], cwd=project, capture_output=True,
+                            text=True).stdout
+    assert "docker build --platform linux/arm64 " in chosen
+
+
 def test_refuses_when_the_kube_context_cannot_be_loaded(project, tmp_path):
     result = preflight(project, tmp_path, docker_ok=True, **GOOD)
     assert result.returncode == 2 and "Cannot load the current context from your kubeconfig" in result.stderr

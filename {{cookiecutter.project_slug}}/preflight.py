@@ -17,6 +17,10 @@ from urllib.parse import urlparse
 
 HERE = Path(__file__).resolve().parent
 SUBMITTING_TOOLS = ("mlflow", "kubernetes", "yaml")  # from requirements-dev.txt
+# Local environments, tracking stores and caches that do not belong in the image.
+UNWANTED_IN_IMAGE = (".venv", "venv", "mlruns", "mlartifacts", "*.db", ".pytest_cache", ".ruff_cache")
+FOLDER_LIMIT = 50 * 2**20
+ACCEPT_FOLDER_VARIABLE = "PREFLIGHT_ACCEPT_FOLDER"
 
 
 def _is_http(uri: str) -> bool:
@@ -31,6 +35,35 @@ def check_submitting_tools() -> list[str]:
                 "virtual environment outside this folder (MLflow copies the folder into the image): "
                 "python3 -m venv ~/.venvs/{{ cookiecutter.project_slug }} && "
                 "~/.venvs/{{ cookiecutter.project_slug }}/bin/pip install -r requirements-dev.txt"]
+    return []
+
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    return sum(child.lstat().st_size for child in path.rglob("*") if not child.is_symlink() and child.is_file())
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def check_project_folder(folder: Path, env: dict) -> list[str]:
+    """`mlflow run --build-image` copies this whole folder into the image and pushes it."""
+    if env.get(ACCEPT_FOLDER_VARIABLE) == "1":
+        return []
+    how = (f"Move them out of {folder.name}/, or ship them knowingly: {ACCEPT_FOLDER_VARIABLE}=1 make run")
+    unwanted = sorted(path for pattern in UNWANTED_IN_IMAGE for path in folder.glob(pattern))
+    if unwanted:
+        listing = ", ".join(f"{path.relative_to(folder)} ({_mib(_size(path))})" for path in unwanted)
+        return [f"MLflow would copy these into the image and push them: {listing}. {how}."]
+    total = _size(folder)
+    if total > FOLDER_LIMIT:
+        biggest = sorted(folder.iterdir(), key=_size, reverse=True)[:3]
+        listing = ", ".join(f"{path.name} ({_mib(_size(path))})" for path in biggest)
+        return [f"This folder holds {_mib(total)} (limit {_mib(FOLDER_LIMIT)}), which MLflow would copy into the "
+                f"image and push; the largest: {listing}. Keep data out of the project (mount or download "
+                f"it in the pod). {how}."]
     return []
 
 
@@ -116,7 +149,8 @@ def job_namespace(template: Path) -> str:
 
 def main() -> int:
     config = json.loads((HERE / "kubernetes_config.json").read_text())
-    problems = check_submitting_tools() + check_tracking_uris(dict(os.environ)) + check_docker()
+    problems = (check_submitting_tools() + check_tracking_uris(dict(os.environ))
+                + check_project_folder(HERE, dict(os.environ)) + check_docker())
     if not problems:
         problems = check_environment_image(environment_image(HERE / "MLproject"))
     if not problems:

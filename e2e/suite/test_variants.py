@@ -1,5 +1,7 @@
 """Every variant of the matrix runs end to end: `mlflow run --backend kubernetes` under the fake Run:ai scheduler."""
 
+import subprocess
+
 import pytest
 
 from .session import SCHEDULER_NAME
@@ -60,3 +62,8 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
         assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == variant.answers["credentials_secret"]
     [container] = pod["status"]["containerStatuses"]
     assert container["state"]["terminated"]["exitCode"] == 0
+    # make image builds for linux/amd64 (PLATFORM) and MLflow's project image inherits it.
+    image = pod["spec"]["containers"][0]["image"].split("@")[0]
+    architecture = subprocess.run(["docker", "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image],
+                                  capture_output=True, text=True).stdout.strip()
+    assert architecture == "linux/amd64", (image, architecture)
