@@ -31,7 +31,7 @@ $(VENV)/.installed-%: pyproject.toml | $(VENV)/.created
 
 generate: $(VENV)/.installed-generate  ## Generate a project with default answers into ./generated (OUT=dir to change)
 	$(VENV)/bin/cookiecutter . --no-input --overwrite-if-exists -o $(OUT)
-	@echo "Generated $(OUT)/wine-quality-elasticnet; see its README.md to submit it."
+	@echo "Generated $(OUT)/diabetes-elasticnet; see its README.md to submit it."
 
 test: setup-test  ## Template tests: generation matrix, MLflow contract, bad answers, free-text round trip
 	$(PY) -m pytest tests

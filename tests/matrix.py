@@ -12,7 +12,8 @@ VARIANTS = [
     {"node_type": "dgx-a100", "node_pool": "a100-pool"},
     {"kube_context": "runai-prod", "image_pull_secret": "regcred", "credentials_secret": "mlflow-s3",
      "image_repository": "registry.example.com:5000/vision/segmenter"},
-    {"description": 'Quotes "and" colons: # not a comment', "author": "Zoë O'Brien <zoe@example.com>"},
+    {"description": 'Quotes "and" colons: # not a comment, and long enough to pass the line-length limit of the '
+                    "generated code's own linter, which must still pass", "author": "Zoë O'Brien <zoe@example.com>"},
     {"scheduler_name": "default-scheduler", "gpu": "2", "base_image": "local/python:3.11-bookworm"},
     {"project_name": "x", "project_slug": "a" * 30, "runai_project": "r" * 57,
      "active_deadline_seconds": "60", "ttl_seconds_after_finished": "300", "cpu_request": "250m", "cpu_limit": "500m",

@@ -66,7 +66,7 @@ BAD_ANSWERS = [
 def answers_with(**changes):
     answers = {key: (value[0] if isinstance(value, list) else value) for key, value in DEFAULTS.items()
                if not key.startswith("_")}
-    answers.update(project_slug="wine-quality-elasticnet", image_repository="registry.example.com/team-a/wine")
+    answers.update(project_slug="diabetes-elasticnet", image_repository="registry.example.com/team-a/diabetes")
     answers.update(changes)
     return answers
 

@@ -53,7 +53,7 @@ def test_oldest_supported_cookiecutter_writes_the_same_project(tmp_path, answers
     result = generate(cookiecutter_of_version(OLDEST_SUPPORTED), oldest, *answers)
     assert result.returncode == 0, result.stderr[-2000:]
     assert generate("pinned", pinned, *answers).returncode == 0
-    assert same_tree(oldest / "wine-quality-elasticnet", pinned / "wine-quality-elasticnet") == []
+    assert same_tree(oldest / "diabetes-elasticnet", pinned / "diabetes-elasticnet") == []
 
 
 @pytest.mark.slow

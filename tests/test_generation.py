@@ -1,6 +1,7 @@
 """Every variant of the matrix generates a complete, parseable, lint-clean project."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,8 @@ from .conftest import ANSWER_KEYS, DEFAULTS
 from .matrix import VARIANTS, variant_id
 
 EXPECTED_FILES = {
-    ".dockerignore", ".gitattributes", ".gitignore", ".runai-mlflow-answers.json",
+    ".dockerignore", ".gitattributes", ".gitignore", ".runai-mlflow-answers.json", ".pre-commit-config.yaml",
+    ".github/workflows/ci.yml",
     "Dockerfile", "MLproject", "Makefile", "README.md", "kubernetes_config.json",
     "kubernetes_job_template.yaml", "preflight.py", "requirements.txt", "requirements-dev.txt", "ruff.toml",
     "train.py", "checkpoint.py", "preemption.py", "why_failed.py", "tests/test_train.py",
@@ -43,7 +45,7 @@ def test_generates_complete_project(bake, variant):
     project = result.project_path
     files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
     assert files == EXPECTED_FILES
-    assert project.name == (variant.get("project_slug") or "wine-quality-elasticnet")
+    assert project.name == (variant.get("project_slug") or "diabetes-elasticnet")
     for name in files:
         text = (project / name).read_text()
         assert not LEFTOVER_JINJA.search(text), f"unrendered Jinja in {name}"
@@ -93,4 +95,39 @@ def test_default_generation_with_cookiecutter_cli(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cookiecutter", str(ROOT), "--no-input", "-o", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "wine-quality-elasticnet" / "MLproject").is_file()
+    assert (tmp_path / "diabetes-elasticnet" / "MLproject").is_file()
+
+
+def zizmor(*workflows: Path) -> subprocess.CompletedProcess:
+    tool = shutil.which("zizmor", path=str(Path(sys.executable).parent)) or "zizmor"
+    return subprocess.run([tool, "--offline", *map(str, workflows)], capture_output=True, text=True)
+
+
+def test_workflows_pass_the_workflow_linter(bake):
+    """This repository's workflow and the generated project's: pinned actions, no persisted credentials."""
+    from .conftest import ROOT
+
+    generated = bake().project_path / ".github" / "workflows" / "ci.yml"
+    result = zizmor(*sorted((ROOT / ".github" / "workflows").glob("*.yml")), generated)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout + result.stderr
+
+
+def test_generated_pre_commit_hooks_run_offline(bake, tmp_path):
+    project = bake().project_path
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def pre_commit() -> subprocess.CompletedProcess:
+        subprocess.run(["git", "add", "-A"], cwd=project, check=True, env=env)
+        return subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=project, env=env,
+                              capture_output=True, text=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True, env=env)
+    clean = pre_commit()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    (project / "mlflow.db").write_bytes(b"")
+    (project / ".gitignore").write_text("")  # as if a team had dropped the generated ignore rules
+    refused = pre_commit()
+    assert refused.returncode != 0 and "mlflow.db" in refused.stdout, refused.stdout

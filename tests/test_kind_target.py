@@ -6,6 +6,7 @@ kind cannot run where images cannot be pulled, so this checks the contract witho
 import inspect
 import os
 
+import pytest
 import yaml
 from suite import targets
 
@@ -35,3 +36,20 @@ def test_pytest_kind_ng_api_is_what_the_target_uses(tmp_path, monkeypatch):
     for method in ("kubectl", "delete", "load_docker_image"):
         assert callable(getattr(cluster, method))
     assert cluster.kubeconfig_path.is_relative_to(tmp_path) or not cluster.kubeconfig_path.is_absolute()
+
+
+def test_a_failed_kind_setup_is_one_error_with_the_tools_words_and_the_way_out(tmp_path, monkeypatch):
+    """Where images cannot be pulled, docker's own reason and CLUSTER=local, not a CalledProcessError traceback."""
+    monkeypatch.chdir(tmp_path)
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text("#!/bin/sh\n[ \"$1\" = inspect ] && exit 1\n"
+                      "echo \"docker: Error response from daemon: pull access denied for registry\" >&2\nexit 125\n")
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{docker.parent}:{os.environ['PATH']}")
+    with pytest.raises(targets.TargetSetupError) as raised:
+        targets.select_target("kind", tmp_path)
+    message = str(raised.value)
+    assert message.startswith("starting kind's local registry (kind-registry, image registry:3) failed: `docker run")
+    assert "exited 125: docker: Error response from daemon: pull access denied" in message
+    assert "way out:" in message and "make e2e CLUSTER=local" in message

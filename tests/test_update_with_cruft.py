@@ -42,7 +42,7 @@ def test_cruft_update_applies_a_template_change_and_keeps_local_edits(tmp_path):
     template = template_copy(tmp_path)
     subprocess.run([CRUFT, "create", str(template), "--no-input", "--output-dir", str(tmp_path / "out"),
                     "--extra-context", '{"gpu": "0.5"}'], check=True, capture_output=True)
-    project = tmp_path / "out" / "wine-quality-elasticnet"
+    project = tmp_path / "out" / "diabetes-elasticnet"
     assert (project / ".cruft.json").is_file()
     git(project, "init", "-q")
     git(project, "add", "-A")

@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 
 from checkpoint import ResumableRun, train_epochs
 
-DESCRIPTION = {{ cookiecutter.description | py_str }}
+DESCRIPTION = {{ cookiecutter.description | py_str }}  # noqa: E501 - the description answer, as long as it is
 SEED = 42
 
 

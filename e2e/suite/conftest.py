@@ -17,6 +17,7 @@ from kube.paths import REPO_ROOT
 
 from .runner import Outcome, progress
 from .session import E2ESession
+from .targets import TargetSetupError
 from .variants import MATRIX
 
 PHASES = ["bake", "env image", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
@@ -36,7 +37,10 @@ def e2e(request, tmp_path_factory) -> E2ESession:
     report = report_dir()
     shutil.rmtree(report, ignore_errors=True)
     report.mkdir(parents=True)
-    session = E2ESession(report, tmp_path_factory.mktemp("e2e"))
+    try:
+        session = E2ESession(report, tmp_path_factory.mktemp("e2e"))
+    except TargetSetupError as err:
+        pytest.exit(f"e2e: the cluster could not be set up, so no test ran.\n{err}", returncode=3)
     request.config.stash[SESSION_KEY] = session  # for the summary table at the end
     try:
         yield session.start()

@@ -8,6 +8,7 @@ allows, never which target it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -133,6 +134,28 @@ def kind_gateway() -> str:
     return next(c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"])
 
 
+class TargetSetupError(RuntimeError):
+    """A cluster could not be set up: the step, the tool's own words, and the way out, as one message."""
+
+
+KIND_WAY_OUT = ("kind needs Docker and images from Docker Hub (kindest/node, registry:3); where images cannot be "
+                "pulled, run `make e2e CLUSTER=local` (root; builds everything on this machine), or use a cluster "
+                "you have with CLUSTER=existing")
+
+
+@contextlib.contextmanager
+def setup_step(step: str, way_out: str):
+    try:
+        yield
+    except subprocess.CalledProcessError as err:
+        said = (err.stderr or err.output or "").strip() if isinstance(err.stderr or err.output, str) else ""
+        command = " ".join(str(a) for a in err.cmd) if isinstance(err.cmd, list | tuple) else str(err.cmd)
+        raise TargetSetupError(f"{step} failed: `{command}` exited {err.returncode}: {said or 'no message'}\n"
+                               f"  way out: {way_out}") from None
+    except (OSError, RuntimeError) as err:
+        raise TargetSetupError(f"{step} failed: {err}\n  way out: {way_out}") from None
+
+
 def kind_target(work_dir: Path) -> ClusterTarget:
     os.environ.setdefault("KIND_VERSION", KIND_VERSION)  # read by pytest-kind-ng at import
     os.environ.setdefault("KUBECTL_VERSION", KIND_KUBECTL_VERSION)
@@ -141,15 +164,18 @@ def kind_target(work_dir: Path) -> ClusterTarget:
     config = work_dir / "kind-config.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(KIND_CONFIG)
-    ensure_kind_registry()
+    with setup_step(f"starting kind's local registry ({KIND_REGISTRY_NAME}, image registry:3)", KIND_WAY_OUT):
+        ensure_kind_registry()
     cluster = KindCluster(KIND_CLUSTER_NAME, image=os.environ.get("KIND_NODE_IMAGE", KIND_NODE_IMAGE))
     created = KIND_CLUSTER_NAME not in subprocess.run(
         [str(cluster.kind_path), "get", "clusters"], capture_output=True, text=True).stdout.split() \
         if cluster.kind_path.exists() else True
-    cluster.create(config_file=config)
-    cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
-    connect_kind_registry(cluster)
-    nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
+    with setup_step(f"creating the kind cluster {KIND_CLUSTER_NAME} ({cluster.image})", KIND_WAY_OUT):
+        cluster.create(config_file=config)
+        cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
+    with setup_step("connecting the kind nodes to the local registry", KIND_WAY_OUT):
+        connect_kind_registry(cluster)
+        nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
     names = [n.split("/", 1)[1] for n in nodes]
     api = KubeApi.from_kubeconfig(str(cluster.kubeconfig_path))
     for name in names:
@@ -167,7 +193,8 @@ def select_target(name: str, work_dir: Path) -> ClusterTarget:
         return local_target()
     if name == "kind":
         if not shutil.which("docker"):
-            raise RuntimeError("CLUSTER=kind needs Docker")
+            raise TargetSetupError(f"CLUSTER=kind needs the docker command, which is not installed\n"
+                                   f"  way out: {KIND_WAY_OUT}")
         return kind_target(work_dir)
     if name == "existing":
         return existing_target()
