@@ -5,6 +5,7 @@ kind cannot run where images cannot be pulled, so this checks the contract witho
 
 import inspect
 import os
+import re
 
 import pytest
 import yaml
@@ -18,8 +19,12 @@ def test_kind_config_points_containerd_at_the_registry_hosts_dir():
     assert 'config_path = "/etc/containerd/certs.d"' in patch
 
 
-def test_pinned_versions_are_explicit():
-    assert targets.KIND_VERSION.startswith("v0.") and targets.KIND_NODE_IMAGE.startswith("kindest/node:v1.34")
+def test_kind_and_its_node_image_are_pinned_by_version_and_digest():
+    """The node image of the Kubernetes minor the local cluster runs, by the digest kind's release notes list."""
+    assert re.fullmatch(r"v0\.\d+\.\d+", targets.KIND_VERSION)
+    match = re.fullmatch(r"kindest/node:(v1\.34\.\d+)@sha256:[0-9a-f]{64}", targets.KIND_NODE_IMAGE)
+    assert match, targets.KIND_NODE_IMAGE
+    assert targets.KIND_KUBECTL_VERSION == match.group(1), "kubectl matches the node's Kubernetes"
 
 
 def test_pytest_kind_ng_api_is_what_the_target_uses(tmp_path, monkeypatch):

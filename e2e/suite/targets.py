@@ -20,9 +20,10 @@ from pathlib import Path
 from kube import KubeApi
 from kube.nodes import advertise_fake_gpus
 
-KIND_VERSION = "v0.31.0"
-KIND_KUBECTL_VERSION = "v1.34.4"
-KIND_NODE_IMAGE = "kindest/node:v1.34.0"
+KIND_VERSION = "v0.33.0"
+KIND_KUBECTL_VERSION = "v1.34.11"
+# kind v0.33.0's release notes: node images are pinned by digest (a tag can be re-pushed for another kind).
+KIND_NODE_IMAGE = "kindest/node:v1.34.11@sha256:44e222ee2132dab25ff87301682f89eb82c7880ea3a1bf543bfe9708fd08d67d"
 KIND_CLUSTER_NAME = "runai-mlflow-e2e"
 KIND_REGISTRY_NAME = "kind-registry"
 KIND_REGISTRY_PORT = 5001
