@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kube.paths import cache_root
 
 from .conftest import ROOT
 
@@ -21,7 +22,7 @@ ANSWERS = ["gpu=0.5", "large_shm=True", "workload_type=interactive", "max_preemp
 
 def cookiecutter_of_version(version: str) -> Path:
     """A venv with that cookiecutter, cached outside the repository like the other builds."""
-    cache = Path.home() / ".cache" / "runai-mlflow" / "venvs" / f"cookiecutter-{version}"
+    cache = cache_root() / "venvs" / f"cookiecutter-{version}"
     done = cache / ".complete"
     key = hashlib.sha256(f"{sys.version_info[:2]}{version}".encode()).hexdigest()
     if not done.exists() or done.read_text() != key:

@@ -10,19 +10,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kube.paths import cache_root
+
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 PAUSE_VERSION = "3.10"
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("RUNAI_MLFLOW_CACHE", Path.home() / ".cache" / "runai-mlflow"))
-
-
 @dataclass(frozen=True)
 class ClusterSettings:
-    cache_dir: Path = field(default_factory=_cache_root)
+    cache_dir: Path = field(default_factory=cache_root)
     state_dir: Path = Path(os.environ.get("RUNAI_MLFLOW_CLUSTER_STATE", "/var/lib/runai-mlflow/cluster"))
     run_dir: Path = Path("/run/runai-mlflow")
     node_name: str = "runai-mlflow-node"
