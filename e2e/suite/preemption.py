@@ -78,14 +78,14 @@ class _Watch:
             return f"`make run` ended (exit {o.exit_code}): {o.error}\n{o.output[-3000:]}"
         return wait_until(predicate, timeout, what, interval=0.5, give_up=ended)
 
-    def training_pods(self) -> list[dict]:
+    def training_pods(self, terminating: bool = False) -> list[dict]:
         o = self.run.outcome
         try:
             pods = self.run.api.get(f"/api/v1/namespaces/{o.namespace}/pods",
                                     labelSelector=f"app.kubernetes.io/name={o.slug}")["items"]
         except ApiError:
             return []
-        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return [p for p in pods if terminating or not p["metadata"].get("deletionTimestamp")]
 
     def last_epoch(self) -> int:
         experiment = self.client.get_experiment_by_name(self.run.outcome.experiment)
@@ -117,8 +117,9 @@ def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
                  f"of {holder_project} takes the GPU")
         run.api.request("POST", holder_path, body=holder_pod(holder_project, image, run.scheduler_name,
                                                              holder.priority_class))
-        watch.until(lambda: all(p["metadata"]["uid"] != first_uid for p in watch.training_pods()),
-                    f"{record.evicted_pod} to be preempted", need_worker=expect_replacement)
+        # Gone, not just terminating: until then it may still log the epoch it was in when SIGTERM came.
+        watch.until(lambda: all(p["metadata"]["uid"] != first_uid for p in watch.training_pods(terminating=True)),
+                    f"{record.evicted_pod} to be preempted and gone", need_worker=expect_replacement)
         record.epoch_at_preemption = watch.last_epoch()
         if expect_replacement:
             def waiting_replacement():
