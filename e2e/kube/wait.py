@@ -13,7 +13,7 @@ class WaitFailed(TimeoutError):
     """The awaited state never came: the deadline passed, or give_up() named a reason it never will."""
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2,
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1,
                give_up: Callable[[], str | None] | None = None) -> T:
     """Return predicate()'s first truthy value; raise WaitFailed naming `what` otherwise."""
     deadline = time.monotonic() + timeout

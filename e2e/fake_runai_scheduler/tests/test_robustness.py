@@ -165,7 +165,8 @@ def test_sigkill_mid_stream_binds_nothing_twice(api, nodes, namespace, cluster, 
     first = subprocess.Popen(command, env=env)
     creator = threading.Thread(target=create_all, args=(api, namespace, random_pods(300, name, pool, seed=7), 2))
     creator.start()
-    wait_until(lambda: len(bound_pods(api, namespace)) >= 10, 60, what="first bindings")
+    # Kill it early, mid-stream: the second scheduler must find pods left to bind.
+    wait_until(lambda: len(bound_pods(api, namespace)) >= 10, 60, what="first bindings", interval=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = len(bound_pods(api, namespace))
