@@ -163,9 +163,12 @@ def test_sigkill_mid_stream_binds_nothing_twice(api, nodes, namespace, cluster, 
                "--config", str(config), "--log-level", "WARNING"]
     env = {**os.environ, "PYTHONPATH": str(E2E)}
     first = subprocess.Popen(command, env=env)
+    # Flood only once the first scheduler binds: pods created while it still starts up would land in one
+    # burst that fills every GPU before the kill, and the kill would no longer be mid-stream.
+    create_pod(api, namespace, pod_body("ready-probe", name, pool, queue="q2"))
+    wait_bound(api, namespace, "ready-probe", timeout=60)
     creator = threading.Thread(target=create_all, args=(api, namespace, random_pods(300, name, pool, seed=7), 2))
     creator.start()
-    # Kill it early, mid-stream: the second scheduler must find pods left to bind.
     wait_until(lambda: len(bound_pods(api, namespace)) >= 10, 60, what="first bindings", interval=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
