@@ -168,6 +168,17 @@ def _check_names(answers: dict, problems: list[Problem]) -> None:
         problems.append(Problem("kube_context", context, "must be a context name from 'kubectl config get-contexts'"))
 
 
+# Each framework has its own trainer.py, requirements and parameters in the template.
+FRAMEWORKS = ("sklearn", "pytorch")
+
+
+def _check_choices(answers: dict, problems: list[Problem]) -> None:
+    framework = answers.get("framework", FRAMEWORKS[0])
+    if framework not in FRAMEWORKS:
+        problems.append(Problem("framework", framework, f"must be one of {', '.join(FRAMEWORKS)}: the template "
+                                "has a training script for each of these and no other"))
+
+
 def _check_yes_no(answers: dict, problems: list[Problem]) -> None:
     for field in YES_NO_FIELDS:
         try:
@@ -270,6 +281,7 @@ def validate(answers: dict) -> list[Problem]:
     problems: list[Problem] = []
     _check_free_text(answers, problems)
     _check_names(answers, problems)
+    _check_choices(answers, problems)
     gpu = _check_resources(answers, problems)
     _check_yes_no(answers, problems)
     _check_images(answers, problems)

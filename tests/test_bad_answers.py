@@ -58,6 +58,7 @@ BAD_ANSWERS = [
     ({"scheduler_name": "Runai Scheduler"}, "scheduler_name", "DNS name"),
     ({"kube_context": "prod\n"}, "kube_context", "context name"),
     ({"large_shm": "maybe"}, "large_shm", "must be yes or no"),
+    ({"framework": "tensorflow"}, "framework", "must be one of sklearn, pytorch"),
     ({"project_name": "  "}, "project_name", "must not be empty"),
     ({"description": "nul\x00byte"}, "description", "NUL"),
 ]
@@ -66,7 +67,9 @@ BAD_ANSWERS = [
 def answers_with(**changes):
     answers = {key: (value[0] if isinstance(value, list) else value) for key, value in DEFAULTS.items()
                if not key.startswith("_")}
-    answers.update(project_slug="diabetes-elasticnet", image_repository="registry.example.com/team-a/diabetes")
+    # The defaults cookiecutter renders from other answers, as it renders them for the first framework.
+    answers.update(project_name="Diabetes ElasticNet", project_slug="diabetes-elasticnet", description="Predict.",
+                   large_shm="no", image_repository="registry.example.com/team-a/diabetes")
     answers.update(changes)
     return answers
 
@@ -103,8 +106,10 @@ def test_gpu_answers_map_like_runai_submit(raw, kind, count, fraction):
     assert (gpu.kind, gpu.count, gpu.fraction) == (kind, count, fraction)
 
 
-# Cookiecutter 2.7 refuses a bad yes/no answer itself, before the hook; older versions leave it to the hook.
-THROUGH_COOKIECUTTER = [case for case in BAD_ANSWERS[::4] + BAD_ANSWERS[-5:-1] if case[1] not in YES_NO_FIELDS]
+# Cookiecutter 2.7 refuses a bad yes/no answer or choice itself, before the hook; older versions and replay
+# files leave them to the hook.
+THROUGH_COOKIECUTTER = [case for case in BAD_ANSWERS[::4] + BAD_ANSWERS[-5:-1]
+                        if case[1] not in (*YES_NO_FIELDS, "framework")]
 
 
 @pytest.mark.parametrize("case", THROUGH_COOKIECUTTER, ids=_id)
@@ -117,6 +122,17 @@ def test_cookiecutter_refuses_and_leaves_no_folder(tmp_path, capfd, case, cookie
     assert field in err and rule in err and "nothing was generated" in err
     assert list(tmp_path.iterdir()) == []
     assert f"--replay-file {saved_answers(err)}" in err, "the typed answers are kept for the rerun"
+
+
+def test_a_replay_file_with_an_unknown_framework_is_refused(tmp_path, capfd, cookiecutter_config):
+    """A replay file skips cookiecutter's own choice check; the hook still names the field and the choices."""
+    replay = tmp_path / "answers.json"
+    replay.write_text(json.dumps({"cookiecutter": answers_with(framework="tensorflow")}))
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(ROOT), replay=str(replay), output_dir=str(tmp_path / "out"), config_file=cookiecutter_config)
+    err = capfd.readouterr().err
+    assert "framework = 'tensorflow': must be one of sklearn, pytorch" in err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def saved_answers(err: str) -> Path:

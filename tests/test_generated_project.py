@@ -1,20 +1,27 @@
-"""The generated project's own tests pass: train.py logs metrics and a model to a local store."""
+"""The generated project's own tests pass: train.py logs metrics and a model to a local store, and resumes.
+
+They run in a venv with the project's requirements-dev.txt (kube.venvs, cached), as a user runs
+`make test`: for pytorch that is torch itself, on this machine's CPU.
+"""
 
 import subprocess
-import sys
 
 import pytest
+from kube.venvs import project_venv
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", [{}, {"gpu": "0.5", "description": 'quotes "and" colons: # hash'}],
-                         ids=["defaults", "fraction"])
+@pytest.mark.parametrize("variant", [{}, {"gpu": "0.5", "description": 'quotes "and" colons: # hash'},
+                                     {"framework": "pytorch", "gpu": "0.5"}],
+                         ids=["defaults", "fraction", "pytorch"])
 def test_generated_project_tests_pass(bake, variant):
     result = bake(**variant)
     assert result.exception is None, result.exception  # never run pytest with cwd=None (the repo itself)
     project = result.project_path
     assert (project / "tests" / "test_train.py").is_file()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                         cwd=project, capture_output=True, text=True, timeout=600)
+    python = project_venv(project) / "bin" / "python"
+    run = subprocess.run(["make", "--no-print-directory", "test", f"PYTHON={python}"],
+                         cwd=project, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "8 passed" in run.stdout
+    expected = 9 if variant.get("framework") == "pytorch" else 8  # pytorch checks one more bad parameter
+    assert f"{expected} passed" in run.stdout

@@ -52,14 +52,16 @@ def pod_spec(job):
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     project = bake(**variant).project_path
-    job = render_job(project, monkeypatch, {"alpha": "0.1"})
+    pytorch = variant.get("framework") == "pytorch"
+    job = render_job(project, monkeypatch, {"lr": "0.1"} if pytorch else {"alpha": "0.1"})
     kubernetes_validate.validate(job, "1.34.0", strict=True)
     assert len(job["metadata"]["name"]) <= 63
     [container] = pod_spec(job)["containers"]
     assert container["name"] == project.name
     assert container["image"].endswith("@" + DIGEST)
-    assert container["command"] == ["python", "train.py", "--alpha", "0.1", "--l1-ratio", "0.5", "--epochs", "100",
-                                    "--checkpoint-every", "10"]
+    model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--epochs", "30"] if pytorch
+                  else ["--alpha", "0.1", "--l1-ratio", "0.5", "--epochs", "100"])
+    assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == POD_TRACKING_URI
     assert [item["name"] for item in container["env"]].count("MLFLOW_TRACKING_URI") == 1
@@ -109,6 +111,18 @@ def _check_workload_type(job, a, _):
         assert meta["labels"].get("priorityClassName") == ("build" if a["workload_type"] == "interactive" else None)
 
 
+def _check_framework(job, a, project):
+    """The framework picks trainer.py and the entry point's parameters; train.py is shared."""
+    trainer = (project / "trainer.py").read_text()
+    command = _container(job)["command"]
+    if a["framework"] == "pytorch":
+        assert "import torch" in trainer and "--lr" in command and "--workers" in command
+        assert "torch==" in (project / "requirements.txt").read_text()
+    else:
+        assert "from sklearn.linear_model import SGDRegressor" in trainer and "--alpha" in command
+        assert "torch" not in (project / "requirements.txt").read_text()
+
+
 def _config(project):
     return json.loads((project / "kubernetes_config.json").read_text())
 
@@ -116,6 +130,7 @@ def _config(project):
 # One check per answer: where it shows in what `mlflow run` submits (the rendered Job), or, for answers
 # MLflow takes elsewhere, in the file it reads. test_every_answer_has_a_contract_check keeps this complete.
 ANSWER_CHECKS = {
+    "framework": _check_framework,
     "project_name": lambda job, a, project: (project / "README.md").read_text().startswith(f"# {a['project_name']}\n"),
     "project_slug": lambda job, a, _: _container(job)["name"] == a["project_slug"]
     and all(m["labels"]["app.kubernetes.io/name"] == a["project_slug"] for m in _meta(job)),

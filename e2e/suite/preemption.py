@@ -92,7 +92,8 @@ class _Watch:
         runs = self.client.search_runs([experiment.experiment_id]) if experiment else []
         if not runs:
             return -1
-        return max((m.step for m in self.client.get_metric_history(runs[0].info.run_id, "rmse")), default=-1)
+        metric = self.run.variant.framework.metrics[0]
+        return max((m.step for m in self.client.get_metric_history(runs[0].info.run_id, metric)), default=-1)
 
 
 def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,

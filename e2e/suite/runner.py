@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,37 +21,15 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 from kube import ApiError, KubeApi, wait_until
-from kube.paths import REPO_ROOT, cache_root
+from kube.paths import REPO_ROOT
+from kube.venvs import project_venv
 
 from .targets import ClusterTarget
 from .variants import CREDENTIALS_SECRET, Variant
 
 _image_lock = threading.Lock()  # identical env images: build once, then the layer cache serves the rest
 _progress_lock = threading.Lock()
-_venv_lock = threading.Lock()
 _bake_lock = threading.Lock()  # cookiecutter changes the process's working directory while it generates
-
-
-def project_venv(project: Path) -> Path:
-    """A venv with the generated project's requirements-dev.txt: the pins a user installs are the ones tested.
-
-    Cached by the requirements' content, so a warm machine reuses it.
-    """
-    text = "".join((project / name).read_text() for name in ("requirements-dev.txt", "requirements.txt"))
-    digest = hashlib.sha256(f"{sys.version_info[:2]}{text}".encode()).hexdigest()[:16]
-    cache = cache_root() / "venvs"
-    venv = cache / digest
-    with _venv_lock:
-        if not (venv / ".complete").exists():
-            progress(f"creating the submitter venv from {project.name}/requirements-dev.txt (once; cached)")
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
-                                     "requirements-dev.txt"], cwd=project, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"pip install -r requirements-dev.txt failed:\n{result.stderr[-3000:]}")
-            (venv / ".complete").write_text(text)
-    return venv
 
 
 def _print_to_stderr(line: str) -> None:
@@ -158,7 +135,7 @@ class ProjectRun:
 
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
-        venv = project_venv(project)
+        venv = project_venv(project, progress)
         env = {**self.target.env(), "MLFLOW_TRACKING_URI": self.tracking_uri,
                "KUBE_MLFLOW_TRACKING_URI": self.tracking_uri, "VIRTUAL_ENV": str(venv),
                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}

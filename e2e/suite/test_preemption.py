@@ -21,6 +21,7 @@ EPOCHS = 1000
 # Long enough to be preempted midway (real parameters: more epochs, a checkpoint every 25).
 LONG_TRAINING = {"epochs": str(EPOCHS), "checkpoint_every": "25"}
 TRAIN_ONE_GPU = {"gpu": "1", "cpu_request": "250m", "cpu_limit": "1"}
+PYTORCH_EPOCHS = 60  # of a CNN on the digits: long enough to be preempted after epoch 3
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +58,9 @@ def job_of(p: Preemption) -> tuple[dict, list[str]]:
 
 
 def assert_evicted(p: Preemption, says: str) -> None:
-    [evict] = p.outcome.events.get(p.evicted_pod, [{"reason": "none", "message": "no events"}])[-1:]
-    evictions = [e for e in p.outcome.events.get(p.evicted_pod, []) if e["reason"] == "Evict"]
-    assert evictions and says in evictions[0]["message"], (p.evicted_pod, evict)
+    events = p.outcome.events.get(p.evicted_pod, [])
+    evictions = [e for e in events if e["reason"] == "Evict"]
+    assert evictions and says in evictions[0]["message"], (p.evicted_pod, events[-1:])
 
 
 def assert_resumed_and_finished(e2e, p: Preemption, counted: int) -> None:
@@ -69,13 +70,14 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int) -> None:
     run = o.run
     assert run.info.status == "FINISHED"
     client = mlflow.MlflowClient(e2e.tracking.uri)
-    for key in ("rmse", "mae", "r2"):
+    epochs = int(o.variant.params["epochs"])
+    for key in o.variant.framework.metrics:
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-        assert steps == list(range(EPOCHS)), f"{key}: every epoch exactly once"
+        assert steps == list(range(epochs)), f"{key}: every epoch exactly once"
     assert run.data.tags["restarts"] == "1"
     assert run.data.tags["resumed_from_epoch"] == str(p.epoch_at_preemption + 1), "resumed where it stopped"
     assert run.data.metrics["epochs_redone"] == 0, "SIGTERM saved the last finished epoch"
-    assert 0 < p.epoch_at_preemption < EPOCHS - 1, "preempted midway"
+    assert 0 < p.epoch_at_preemption < epochs - 1, "preempted midway"
     [model] = o.models
     assert model.source_run_id == run.info.run_id
 
@@ -95,6 +97,16 @@ def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
         p = preempt(e2e, variant, Holder("build"))
     assert_evicted(p, "was preempted by higher priority workload")
     assert "quota has reached the allowable limit of GPUs" in p.replacement_waited, p.replacement_waited
+    assert_resumed_and_finished(e2e, p, counted=0)
+
+
+def test_preempted_pytorch_training_resumes_from_its_checkpoint(e2e):
+    """The pytorch project (DataLoader workers, large /dev/shm) shares the checkpoint mechanism: it resumes too."""
+    variant = Variant("preempt-pytorch", {"framework": "pytorch", **TRAIN_ONE_GPU},
+                      params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"}, gpu_quota=1, gpu_limit=1)
+    with eviction_condition(e2e, True):
+        p = preempt(e2e, variant, Holder("build"), after_epoch=3)
+    assert_evicted(p, "was preempted by higher priority workload")
     assert_resumed_and_finished(e2e, p, counted=0)
 
 
