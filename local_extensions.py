@@ -10,7 +10,7 @@ import json
 import yaml
 from cookiecutter.utils import simple_filter
 
-from hooks.pre_gen_project import YES_NO_FIELDS, parse_gpu, parse_yes_no
+from hooks.pre_gen_project import YES_NO_FIELDS, parse_gpu_request, parse_yes_no
 
 
 @simple_filter
@@ -37,8 +37,9 @@ def py_str(value):
 
 
 @simple_filter
-def gpu_spec(value):
-    return parse_gpu(value)
+def gpu_spec(answers):
+    """The GPU request the gpu, gpu_memory and gpu_devices answers make together (the hook checked them)."""
+    return parse_gpu_request(answers)
 
 
 @simple_filter

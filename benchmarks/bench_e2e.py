@@ -21,7 +21,7 @@ import mlflow
 from kube.paths import REPO_ROOT
 from suite.runner import delete_registry_repository
 from suite.session import E2ESession
-from suite.variants import Variant
+from suite.variants import FRAMEWORKS, Variant
 
 VARIANT = Variant("bench-cpu", {"gpu": "0"})
 
@@ -55,6 +55,31 @@ def floor(session: E2ESession, project: Path, name: str = "floor") -> dict[str, 
     return phases
 
 
+def environment_images(session: E2ESession) -> list[str]:
+    """Each framework's environment image: `make image` cold (no layer cache) then warm, and its size.
+
+    The cold build downloads every pinned wheel again (for pytorch, torch with its CUDA libraries); the
+    image is removed afterwards, so the layers the suite caches stay as they were.
+    """
+    lines = []
+    for framework in FRAMEWORKS:
+        run = session.project_run(Variant(f"bench-image-{framework}", {"framework": framework, "gpu": "0"}))
+        project = run.bake()
+        env_image = f"{session.target.registry}/{run.outcome.slug}-env:0.1.0"
+        build = ["make", "--no-print-directory", "image"]
+        args = session.target.docker_build_args
+        try:
+            cold = timed([*build, f"DOCKER_BUILD_ARGS={args} --no-cache"], cwd=project, env=session.target.env())
+            warm = timed([*build, f"DOCKER_BUILD_ARGS={args}"], cwd=project, env=session.target.env())
+            size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", env_image], check=True,
+                                      capture_output=True, text=True).stdout)
+        finally:
+            subprocess.run(["docker", "image", "rm", "-f", env_image], capture_output=True)
+        lines.append(f"  {framework}: environment image {size / 1e9:.2f} GB; make image cold {cold:.0f}s "
+                     f"(every wheel downloaded and installed), warm {warm:.1f}s (layer cache)")
+    return lines
+
+
 def main() -> None:
     report = Path(os.environ.get("E2E_REPORT_DIR", REPO_ROOT / "e2e-report"))
     matrix_seconds = report / "matrix-seconds.txt"
@@ -75,6 +100,7 @@ def main() -> None:
                        and k not in ("schedule", "pod run")}
             detail = {k: outcome.phases[k] for k in ("mlflow build+push", "schedule", "pod run") if k in outcome.phases}
             floor_phases = floor(session, Path(work) / VARIANT.id / outcome.slug)
+            images = environment_images(session)
         finally:
             leftovers = session.close()
     harness_total, floor_total = sum(harness.values()), sum(floor_phases.values())
@@ -83,6 +109,8 @@ def main() -> None:
     print("           inside mlflow run: " + ", ".join(f"{k} {v:.1f}s" for k, v in detail.items()))
     print("  floor:   " + ", ".join(f"{k} {v:.1f}s" for k, v in floor_phases.items()) + f" = {floor_total:.1f}s")
     print(f"  overhead ratio harness/floor: {harness_total / floor_total:.2f}x (target <= 1.25)")
+    print(f"environment images (make image, on this machine, base {session.target.base_image})")
+    print("\n".join(images))
     if matrix_seconds.exists():
         print(f"  last matrix run (make e2e): {float(matrix_seconds.read_text()):.0f}s wall for the whole matrix "
               f"(target <= 600s on a warm local cluster)")

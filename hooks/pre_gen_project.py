@@ -45,6 +45,7 @@ IMAGE_REFERENCE = re.compile(
 FREE_TEXT_FIELDS = ("project_name", "description", "author")
 GPU_NUMBER = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 GPU_DECIMALS = re.compile(r"^[0-9]*(\.[0-9]{0,2})?$")
+MAX_GPU_DEVICES = 16  # the most GPUs a node carries (DGX/HGX: 8; 16 for the largest)
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,25 @@ class Problem:
 
 @dataclass(frozen=True)
 class GpuRequest:
-    """A 'runai submit -g' value: whole GPUs become a limit, a fraction an annotation."""
+    """What the pod asks of Run:ai's GPUs: whole GPUs become a limit; a fraction or an amount of GPU memory
+    becomes an annotation, on one device or, with `devices`, on each of several (gpu-fraction-num-devices)."""
 
-    kind: str  # "none" | "whole" | "fraction"
+    kind: str  # "none" | "whole" | "fraction" | "memory"
     count: int = 0
     fraction: str = ""
+    memory_mib: int = 0
+    devices: int = 1
+
+    @property
+    def shared(self) -> bool:
+        return self.kind in ("fraction", "memory")
+
+    @property
+    def summary(self) -> str:
+        """The request in a few characters, for the pod's environment and the run's tags."""
+        amount = {"none": "0", "whole": str(self.count), "fraction": self.fraction,
+                  "memory": f"{self.memory_mib}MiB"}[self.kind]
+        return f"{amount}x{self.devices}" if self.devices > 1 else amount
 
 
 def parse_gpu(raw: object) -> GpuRequest:
@@ -87,6 +102,41 @@ def parse_gpu(raw: object) -> GpuRequest:
             "are integers); use a fraction between 0 and 1 to share one GPU"
         )
     return GpuRequest("whole", count=int(value))
+
+
+def parse_gpu_request(answers: dict) -> GpuRequest:
+    """The gpu, gpu_memory and gpu_devices answers together; raise GpuAnswerError naming the field it breaks."""
+    try:
+        gpu = parse_gpu(answers.get("gpu", "1"))
+    except ValueError as err:
+        raise GpuAnswerError("gpu", answers.get("gpu"), str(err)) from None
+    memory_text = str(answers.get("gpu_memory", "")).strip()
+    devices_text = str(answers.get("gpu_devices", "1")).strip()
+    if not (devices_text.isascii() and devices_text.isdigit()) or not 1 <= int(devices_text) <= MAX_GPU_DEVICES:
+        raise GpuAnswerError("gpu_devices", devices_text,
+                             f"must be a whole number from 1 to {MAX_GPU_DEVICES}: the GPUs a shared request spans")
+    devices = int(devices_text)
+    if memory_text:
+        if not (memory_text.isascii() and memory_text.isdigit()) or int(memory_text) < 1:
+            raise GpuAnswerError("gpu_memory", memory_text, "must be a whole number of MiB (e.g. 4096 for 4 GiB) or "
+                                 "empty; Run:ai's gpu-memory annotation takes MiB per device")
+        if gpu.kind != "whole" or gpu.count != 1:
+            raise GpuAnswerError("gpu", answers.get("gpu"), "must be 1 when gpu_memory is set: GPU memory replaces a "
+                                 "fraction (gpu-memory and gpu-fraction are exclusive); gpu_devices spreads it over "
+                                 "more GPUs")
+        return GpuRequest("memory", memory_mib=int(memory_text), devices=devices)
+    if devices > 1:
+        if gpu.kind != "fraction":
+            raise GpuAnswerError("gpu_devices", devices_text, "must be 1 unless gpu is a fraction or gpu_memory is "
+                                 "set: for whole GPUs, give their number as gpu")
+        return GpuRequest("fraction", fraction=gpu.fraction, devices=devices)
+    return gpu
+
+
+class GpuAnswerError(ValueError):
+    def __init__(self, field: str, value: object, rule: str):
+        super().__init__(rule)
+        self.problem = Problem(field, value, rule)
 
 
 # Yes/no answers arrive as booleans from cookiecutter 2.7, but as the strings "True"/"False" from
@@ -127,6 +177,21 @@ def _check_free_text(answers: dict, problems: list[Problem]) -> None:
         problems.append(Problem("project_name", answers.get("project_name"), "must not be empty"))
 
 
+# Paths the pod needs for itself: the environment, MLflow's copy of the code, HOME, the system.
+RESERVED_MOUNT_PATHS = ("/opt/venv", "/mlflow", "/tmp", "/dev", "/proc", "/sys", "/etc", "/usr", "/bin", "/lib",
+                        "/home/mlflow")
+
+
+def mount_path_problem(path: str) -> str | None:
+    if not path.startswith("/") or path != "/" + "/".join(p for p in path.split("/") if p) or any(
+            part in (".", "..") for part in path.split("/")) or any(c.isspace() or c in ":\\" for c in path):
+        return "must be an absolute path such as /data, without '..', spaces, ':' or a trailing '/'"
+    if path == "/" or any(path == r or path.startswith(r + "/") or r.startswith(path + "/")
+                          for r in RESERVED_MOUNT_PATHS):
+        return f"must not be / or cover or sit inside {', '.join(RESERVED_MOUNT_PATHS)}: the pod needs those itself"
+    return None
+
+
 def _check_names(answers: dict, problems: list[Problem]) -> None:
     slug = str(answers.get("project_slug", ""))
     if not DNS_LABEL.match(slug):
@@ -163,6 +228,21 @@ def _check_names(answers: dict, problems: list[Problem]) -> None:
         value = str(answers.get(field, ""))
         if value and (not DNS_SUBDOMAIN.match(value) or len(value) > 253):
             problems.append(Problem(field, value, "must be empty or a Secret name (lowercase DNS name)"))
+    priority = str(answers.get("priority_class", ""))
+    if not DNS_SUBDOMAIN.match(priority) or len(priority) > 63:
+        problems.append(Problem(
+            "priority_class", priority,
+            "must be a PriorityClass name of at most 63 characters (lowercase DNS name): it is set as the "
+            "priorityClassName label, e.g. train, build-preemptible, build, inference",
+        ))
+    pvc = str(answers.get("data_pvc", ""))
+    if pvc and (not DNS_SUBDOMAIN.match(pvc) or len(pvc) > 253):
+        problems.append(Problem("data_pvc", pvc, "must be empty or a PersistentVolumeClaim name (lowercase DNS name) "
+                                                 "in the project namespace"))
+    mount = str(answers.get("data_mount_path", ""))
+    problem = mount_path_problem(mount)
+    if problem:
+        problems.append(Problem("data_mount_path", mount, problem))
     context = str(answers.get("kube_context", ""))
     if context != context.strip() or any(c.isspace() and c != " " for c in context):
         problems.append(Problem("kube_context", context, "must be a context name from 'kubectl config get-contexts'"))
@@ -218,9 +298,9 @@ def _check_images(answers: dict, problems: list[Problem]) -> None:
 def _check_resources(answers: dict, problems: list[Problem]) -> GpuRequest | None:
     gpu = None
     try:
-        gpu = parse_gpu(answers.get("gpu", ""))
-    except ValueError as err:
-        problems.append(Problem("gpu", answers.get("gpu"), str(err)))
+        gpu = parse_gpu_request(answers)
+    except GpuAnswerError as err:
+        problems.append(err.problem)
     for kind, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
         request_field, limit_field = f"{kind}_request", f"{kind}_limit"
         request_text = str(answers.get(request_field, "")).strip()
@@ -269,10 +349,12 @@ def _check_combinations(answers: dict, gpu: GpuRequest | None, problems: list[Pr
             "must differ from image_pull_secret: a registry pull secret holds .dockerconfigjson, "
             "not environment variables",
         ))
-    if gpu and gpu.kind == "fraction" and answers.get("scheduler_name") == "default-scheduler":
+    if gpu and gpu.shared and answers.get("scheduler_name") == "default-scheduler":
+        field = "gpu_memory" if gpu.kind == "memory" else "gpu"
         problems.append(Problem(
-            "gpu", answers.get("gpu"),
-            "a GPU fraction needs the Run:ai scheduler; default-scheduler ignores the gpu-fraction annotation",
+            field, answers.get(field),
+            f"a shared GPU ({'GPU memory' if gpu.kind == 'memory' else 'a fraction'}) needs the Run:ai scheduler; "
+            "default-scheduler ignores the gpu-fraction and gpu-memory annotations",
         ))
 
 

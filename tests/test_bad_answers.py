@@ -57,6 +57,20 @@ BAD_ANSWERS = [
     ({"gpu": "0.5", "scheduler_name": "default-scheduler"}, "gpu", "needs the Run:ai scheduler"),
     ({"scheduler_name": "Runai Scheduler"}, "scheduler_name", "DNS name"),
     ({"kube_context": "prod\n"}, "kube_context", "context name"),
+    ({"gpu_memory": "4G"}, "gpu_memory", "whole number of MiB"),
+    ({"gpu_memory": "0"}, "gpu_memory", "whole number of MiB"),
+    ({"gpu_memory": "4096", "gpu": "0.5"}, "gpu", "must be 1 when gpu_memory is set"),
+    ({"gpu_memory": "4096", "scheduler_name": "default-scheduler"}, "gpu_memory", "needs the Run:ai scheduler"),
+    ({"gpu_devices": "0"}, "gpu_devices", "from 1 to 16"),
+    ({"gpu_devices": "2"}, "gpu_devices", "unless gpu is a fraction or gpu_memory is set"),
+    ({"gpu_devices": "17", "gpu": "0.5"}, "gpu_devices", "from 1 to 16"),
+    ({"priority_class": "Build"}, "priority_class", "PriorityClass name"),
+    ({"priority_class": ""}, "priority_class", "PriorityClass name"),
+    ({"data_pvc": "My_Data"}, "data_pvc", "PersistentVolumeClaim name"),
+    ({"data_mount_path": "data"}, "data_mount_path", "absolute path"),
+    ({"data_mount_path": "/data/"}, "data_mount_path", "trailing '/'"),
+    ({"data_mount_path": "/tmp/data"}, "data_mount_path", "the pod needs those itself"),
+    ({"data_mount_path": "/opt"}, "data_mount_path", "the pod needs those itself"),
     ({"large_shm": "maybe"}, "large_shm", "must be yes or no"),
     ({"framework": "tensorflow"}, "framework", "must be one of sklearn, pytorch"),
     ({"project_name": "  "}, "project_name", "must not be empty"),
@@ -69,7 +83,7 @@ def answers_with(**changes):
                if not key.startswith("_")}
     # The defaults cookiecutter renders from other answers, as it renders them for the first framework.
     answers.update(project_name="Diabetes ElasticNet", project_slug="diabetes-elasticnet", description="Predict.",
-                   large_shm="no", image_repository="registry.example.com/team-a/diabetes")
+                   large_shm="no", priority_class="train", image_repository="registry.example.com/team-a/diabetes")
     answers.update(changes)
     return answers
 

@@ -61,7 +61,8 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     assert container["image"].endswith("@" + DIGEST)
     model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--epochs", "30"] if pytorch
                   else ["--alpha", "0.1", "--l1-ratio", "0.5", "--epochs", "100"])
-    assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10"]
+    assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10", "--data-file",
+                                    "none"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == POD_TRACKING_URI
     assert [item["name"] for item in container["env"]].count("MLFLOW_TRACKING_URI") == 1
@@ -82,14 +83,32 @@ def _limits(job):
     return _container(job)["resources"].get("limits", {})
 
 
+def _annotations(job):
+    return _meta(job)[1].get("annotations", {})
+
+
 def _check_gpu(job, a, _):
-    gpu, annotations, limits = float(a["gpu"]), _meta(job)[1].get("annotations", {}), _limits(job)
-    if gpu >= 1:
+    gpu, annotations, limits = float(a["gpu"]), _annotations(job), _limits(job)
+    if a["gpu_memory"]:
+        assert "nvidia.com/gpu" not in limits and "gpu-fraction" not in annotations, "memory replaces the fraction"
+    elif gpu >= 1:
         assert limits["nvidia.com/gpu"] == str(int(gpu)) and "gpu-fraction" not in annotations
     elif gpu > 0:
         assert "nvidia.com/gpu" not in limits and float(annotations["gpu-fraction"]) == gpu
     else:
         assert "nvidia.com/gpu" not in limits and "gpu-fraction" not in annotations
+
+
+def _check_data(job, a, _):
+    volumes = {v["name"]: v for v in pod_spec(job).get("volumes", [])}
+    mounts = {m["name"]: m for m in _container(job).get("volumeMounts", [])}
+    env = {e["name"]: e.get("value") for e in _container(job)["env"]}
+    if not a["data_pvc"]:
+        assert "data" not in volumes and "data" not in mounts and "DATA_DIR" not in env
+        return
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": a["data_pvc"], "readOnly": True}
+    assert mounts["data"] == {"name": "data", "mountPath": a["data_mount_path"], "readOnly": True}
+    assert env["DATA_DIR"] == a["data_mount_path"]
 
 
 def _check_large_shm(job, a, _):
@@ -106,9 +125,14 @@ def _check_project(job, a, _):
         assert meta["labels"]["runai/queue"] == a["runai_project"] and meta["labels"]["project"] == a["runai_project"]
 
 
-def _check_workload_type(job, a, _):
+def _check_workload_type(job, a, project):
+    """Its default priority class is checked by the defaults test; here, what the Run:ai CLI line says."""
+    assert ("--interactive" in (project / "README.md").read_text()) == (a["workload_type"] == "interactive")
+
+
+def _check_priority_class(job, a, _):
     for meta in _meta(job):
-        assert meta["labels"].get("priorityClassName") == ("build" if a["workload_type"] == "interactive" else None)
+        assert meta["labels"]["priorityClassName"] == a["priority_class"]
 
 
 def _check_framework(job, a, project):
@@ -138,7 +162,13 @@ ANSWER_CHECKS = {
     "author": lambda job, a, _: job["metadata"]["annotations"]["runai-mlflow/author"] == a["author"],
     "runai_project": _check_project,
     "workload_type": _check_workload_type,
+    "priority_class": _check_priority_class,
     "gpu": _check_gpu,
+    "gpu_memory": lambda job, a, _: _annotations(job).get("gpu-memory") == (a["gpu_memory"] or None),
+    "gpu_devices": lambda job, a, _: _annotations(job).get("gpu-fraction-num-devices")
+    == (a["gpu_devices"] if a["gpu_devices"] != "1" else None),
+    "data_pvc": _check_data,
+    "data_mount_path": _check_data,
     "cpu_request": lambda job, a, _: _container(job)["resources"]["requests"]["cpu"] == a["cpu_request"],
     "cpu_limit": lambda job, a, _: _limits(job).get("cpu", "") == a["cpu_limit"],
     "memory_request": lambda job, a, _: _container(job)["resources"]["requests"]["memory"] == a["memory_request"],
@@ -207,3 +237,10 @@ def test_entry_point_parameters_reach_the_command(bake, monkeypatch):
     command = pod_spec(job)["containers"][0]["command"]
     assert command[command.index("--epochs") + 1] == "3000"
     assert command[command.index("--checkpoint-every") + 1] == "1"
+
+
+@pytest.mark.parametrize(("workload_type", "priority_class"), [("train", "train"), ("interactive", "build")])
+def test_the_workload_type_picks_the_default_priority_class(bake, monkeypatch, workload_type, priority_class):
+    """Run:ai's defaults: train workloads are preemptible (train, 50), interactive ones are not (build, 100)."""
+    job = render_job(bake(workload_type=workload_type).project_path, monkeypatch)
+    assert [meta["labels"]["priorityClassName"] for meta in _meta(job)] == [priority_class] * 2

@@ -114,6 +114,26 @@ def check_environment_image(image: str) -> list[str]:
     return []
 
 
+# What `mlflow run --backend kubernetes` does in the namespace: create the Job, poll its status,
+# and delete it when you press Ctrl-C.
+JOB_ACCESS = (("create", "jobs", ""), ("get", "jobs", "status"), ("delete", "jobs", ""))
+
+
+def denied_job_access(client, namespace: str) -> list[str]:
+    """Ask the API server what this user may do with Jobs in the namespace (SelfSubjectAccessReview).
+
+    Works for a Run:ai researcher, whose rights end at the project namespace: no cluster-wide read needed.
+    """
+    api, denied = client.AuthorizationV1Api(), []
+    for verb, resource, subresource in JOB_ACCESS:
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group="batch",
+                                                            resource=resource, subresource=subresource or None)))
+        if not api.create_self_subject_access_review(review, _request_timeout=15).status.allowed:
+            denied.append(f"{verb} {resource}{'/' + subresource if subresource else ''}")
+    return denied
+
+
 def check_kubernetes(config: dict, namespace: str) -> list[str]:
     from kubernetes import client
     from kubernetes import config as kube_config
@@ -128,14 +148,19 @@ def check_kubernetes(config: dict, namespace: str) -> list[str]:
         return [f"Cannot load {where} from your kubeconfig ({err}); check 'kubectl config get-contexts' "
                 "and the kube-context in kubernetes_config.json."]
     try:
+        denied = denied_job_access(client, namespace)
+        if denied:
+            return [f"You may not {', '.join(denied)} in namespace {namespace!r}, which `mlflow run` needs. Is "
+                    "this the right kube context, and are you a member of the Run:ai project? (checked with "
+                    "a SelfSubjectAccessReview)"]
         client.CoreV1Api().read_namespace(namespace, _request_timeout=15)
     except ApiException as err:
         if err.status == 404:
             return [f"Namespace {namespace!r} does not exist; is the Run:ai project created, "
                     "and is this the right cluster?"]
         if err.status == 403:
-            return []  # Users often may create Jobs without reading namespaces; the submission will tell.
-        return [f"The Kubernetes API refused to read namespace {namespace!r}: {err.status} {err.reason}"]
+            return []  # a researcher may not read the Namespace object; the access review above passed
+        return [f"The Kubernetes API refused a preflight check in namespace {namespace!r}: {err.status} {err.reason}"]
     except Exception as err:  # noqa: BLE001 - connection errors come in many types
         return [f"Cannot reach the Kubernetes API: {err}"]
     return []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from preemption import PREEMPTED_EXIT_CODE, Preempted, StopRequest
 
@@ -35,8 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=trainer.EPOCHS, help="passes over the training data, >= 1")
     parser.add_argument("--checkpoint-every", type=int, default=10,
                         help="save a checkpoint to the run every N epochs (and always on SIGTERM), >= 1")
+    parser.add_argument("--data-file", default="none",
+                        help="a CSV file to train on instead of the bundled data, relative to DATA_DIR (the data "
+                             "claim) or to this folder; 'none' for the bundled data")
     args = parser.parse_args(argv)
     problems = trainer.check_arguments(args)
+    args.data_path = None if args.data_file == "none" else Path(os.environ.get("DATA_DIR", ".")) / args.data_file
+    if args.data_path and not args.data_path.is_file():
+        problems.append(f"--data-file {args.data_file}: {args.data_path} is not a file")
     if args.epochs < 1:
         problems.append(f"--epochs must be >= 1, got {args.epochs}")
     if args.checkpoint_every < 1:
@@ -56,6 +63,19 @@ def runtime_report() -> dict[str, str]:
     }
 
 
+def data_report(data_path: Path | None) -> dict[str, str]:
+    """What the data claim holds (top level only: a claim may hold millions of files) and what trains."""
+    report = {"data.used": str(data_path) if data_path else "bundled"}
+    root = os.environ.get("DATA_DIR")
+    if root:
+        try:
+            names = sorted(entry.name for entry in os.scandir(root))
+        except OSError as err:
+            names, report["data.error"] = [], f"{type(err).__name__}: {err}"
+        report.update({"data.dir": root, "data.entries": str(len(names)), "data.sample": ", ".join(names[:5])})
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if STOP.requested:
@@ -64,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tracking server: {mlflow.get_tracking_uri()}")
     try:
         run = mlflow.start_run()
-        mlflow.set_tags({"mlflow.note.content": DESCRIPTION, **runtime_report()})
+        mlflow.set_tags({"mlflow.note.content": DESCRIPTION, **runtime_report(), **data_report(args.data_path)})
         progress = ResumableRun(run.info.run_id)
         summary = trainer.train(args, progress, STOP)
         print(f"run {run.info.run_id}: {args.epochs} epochs, {summary}, restarts={progress.restarts} "

@@ -31,12 +31,14 @@ def gpu_group(node: str, device: int) -> str:
 
 
 def binding_annotations(w: Workload, placement: Placement) -> dict[str, str]:
+    """What the pod learns of its binding. GPU memory is reported as the share it is on this node."""
     annotations = {"pod-group-name": w.group, "runai/queue": w.queue,
-                   "received-resource-type": "Fraction" if w.fraction else "Regular",
-                   "runai-allocated-gpus": f"{w.gpus:g}"}
-    if w.fraction:
-        annotations[GPU_INDEX_ANNOTATION] = str(placement.device)
-        annotations[GPU_GROUP_LABEL] = gpu_group(placement.node, placement.device)
+                   "received-resource-type": "Fraction" if w.shared else "Regular",
+                   "runai-allocated-gpus": f"{round(w.gpus, 6):g}"}
+    if w.shared:
+        annotations[GPU_INDEX_ANNOTATION] = ",".join(str(d) for d in placement.devices)
+        # The group of its first device: pods sharing that GPU select each other by this label.
+        annotations[GPU_GROUP_LABEL] = gpu_group(placement.node, placement.devices[0])
     return annotations
 
 
@@ -53,7 +55,7 @@ class Writer:
         """True if bound; False if the pod is gone or already bound elsewhere (a conflict, not an error)."""
         annotations = binding_annotations(w, placement)
         try:
-            if w.fraction:  # the GPU group is a label (fake-gpu-operator and Run:ai select on it)
+            if w.shared:  # the GPU group is a label (fake-gpu-operator and Run:ai select on it)
                 self.api.request("PATCH", pod_path(w.namespace, w.name),
                                  body={"metadata": {"labels": {GPU_GROUP_LABEL: annotations[GPU_GROUP_LABEL]}}},
                                  content_type="application/merge-patch+json")

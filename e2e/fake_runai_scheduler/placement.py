@@ -1,7 +1,7 @@
 """Filter and score, as kube-scheduler does: which nodes can take a workload, and which is best.
 
 Scoring packs GPUs (Run:ai's default bin-packing): the node left with the fewest free GPUs wins,
-so whole devices stay free for large jobs.
+so whole devices stay free for large jobs; among those, the one whose shared devices end fullest.
 """
 
 from __future__ import annotations
@@ -45,8 +45,15 @@ def reject_reason(node: NodeState, w: Workload) -> str | None:
         return "Insufficient memory"
     if w.whole_gpus and (w.whole_gpus > node.free_devices or node.whole_used + w.whole_gpus > node.alloc_gpus):
         return "node(s) didn't have enough free GPUs"
-    if w.fraction and node.fraction_device(w.fraction) is None:
-        return "node(s) didn't have a GPU with enough free share"
+    if w.shared:
+        share = node.share_of(w)
+        if share is None:  # KAI's words: the node's GPU memory is unknown without the label
+            return "node(s) didn't have the nvidia.com/gpu.memory label (gpu memory count not synced)"
+        if share > 1 + EPSILON:
+            return "node(s) didn't have GPUs with enough memory"
+        if node.shared_devices(share, w.devices) is None:
+            return ("node(s) didn't have a GPU with enough free share" if w.devices == 1
+                    else f"node(s) didn't have {w.devices} GPUs with enough free share")
     return None
 
 
@@ -58,10 +65,11 @@ def best_placement(nodes: dict[str, NodeState], w: Workload) -> tuple[Placement 
         if reason:
             reasons[reason] += 1
             continue
-        device = node.fraction_device(w.fraction) if w.fraction else None
-        free_after = node.free_devices - w.whole_gpus - (1 if w.fraction and device not in node.devices else 0)
-        shared_after = node.devices.get(device, 0.0) + w.fraction if device is not None else 0.0
-        candidates.append(((free_after, -shared_after, node.name), Placement(node.name, device)))
+        share = node.share_of(w) or 0.0
+        devices = node.shared_devices(share, w.devices) if w.shared else []
+        free_after = node.free_devices - w.whole_gpus - sum(1 for d in devices if d not in node.devices)
+        shared_after = sum(node.devices.get(d, 0.0) + share for d in devices)
+        candidates.append(((free_after, -shared_after, node.name), Placement(node.name, devices)))
     if not candidates:
         return None, reasons
     return min(candidates, key=lambda c: c[0])[1], reasons

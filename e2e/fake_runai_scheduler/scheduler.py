@@ -132,10 +132,14 @@ class FakeRunaiScheduler:
                 self.assumed.pop(uid, None)
                 snapshot.add_bound(pod, spec["nodeName"], w)
             elif ours and uid in self.assumed:
-                snapshot.add_bound(pod, self.assumed[uid].placement.node, w, self.assumed[uid].placement.device)
+                snapshot.add_bound(pod, self.assumed[uid].placement.node, w, self.assumed[uid].placement.devices)
             elif ours and not pod["metadata"].get("deletionTimestamp"):
                 pending.append((w, pod))
         self._forget(live_uids)
+        for w, _ in pending:
+            if w.gpu_memory_mib:  # until placed, as the least share it can take (on the largest device)
+                largest = max((n.gpu_memory_mib for n in snapshot.nodes.values()), default=0)
+                w.memory_share = w.gpu_memory_mib / largest if largest else 0.0
         pending.sort(key=lambda item: self._order(snapshot, item[0]))
         bound = 0
         for w, pod in pending:
@@ -187,13 +191,15 @@ class FakeRunaiScheduler:
             return 0
         placement, reasons = best_placement(snapshot.nodes, w)
         if placement:
+            if w.gpu_memory_mib:
+                w.memory_share = snapshot.nodes[placement.node].share_of(w)  # what it takes on this node
             if not self.writer.bind(w, placement):
                 return 0
             self.assumed[w.uid] = Assumed(placement)
-            snapshot.add_bound(pod, placement.node, w, placement.device)
+            snapshot.add_bound(pod, placement.node, w, placement.devices)
             self.reported.pop(w.uid, None)
             log.info("bound %s to %s (queue %s, %g GPU%s)", w.key, placement.node, w.queue, w.gpus,
-                     f" on device {placement.device}" if w.fraction else "")
+                     f" on devices {placement.devices}" if w.shared else "")
             return 1
         victims = preemption_victims(snapshot, queue, w)
         reclaim = False

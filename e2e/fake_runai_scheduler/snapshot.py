@@ -1,7 +1,9 @@
 """A point-in-time view of nodes, bound pods and queue usage that a scheduling cycle decides on.
 
-GPUs are tracked per device, as Run:ai does: whole-GPU pods take free devices; fraction pods share
-a device up to 1.0 in total. A device holding fractions is no longer free for whole GPUs.
+GPUs are tracked per device, as Run:ai does: whole-GPU pods take free devices; shared pods (a
+fraction, or GPU memory as a share of the node's device memory) take their share on one device, or
+on each of several distinct devices, up to 1.0 per device. A device holding shares is no longer free
+for whole GPUs.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from dataclasses import dataclass, field
 from .quantities import bytes_, count, millicores
 from .workload import GPU, Workload, container_requests
 
-GPU_INDEX_ANNOTATION = "runai-gpu-index"
+GPU_INDEX_ANNOTATION = "runai-gpu-index"  # the devices of a shared request, comma-separated
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per device; a node without it cannot take gpu-memory pods
 EPSILON = 1e-9
 
 
 @dataclass
 class Placement:
     node: str
-    device: int | None = None  # for fractions
+    devices: list[int] = field(default_factory=list)  # for shared requests
 
 
 @dataclass
@@ -28,7 +31,8 @@ class Bound:
     workload: Workload | None  # None for pods of other schedulers
     placement: Placement
     whole_gpus: int
-    fraction: float
+    share: float  # of each device in placement.devices
+    devices: int
     cpu_m: float
     memory: float
     terminating: bool
@@ -46,6 +50,7 @@ class NodeState:
     alloc_pods: int
     alloc_gpus: int
     gpu_devices: int
+    gpu_memory_mib: int = 0  # per device, from the label; 0 when the label is missing
     used_cpu_m: float = 0.0
     used_memory: float = 0.0
     used_pods: int = 0
@@ -63,13 +68,16 @@ class NodeState:
         self.used_memory += bound.memory
         self.used_pods += 1
         self.whole_used += bound.whole_gpus
-        if bound.fraction:
-            device = bound.placement.device
-            if device is None or self.devices.get(device, 0) + bound.fraction > 1 + EPSILON:
-                device = self.fraction_device(bound.fraction)
-                device = device if device is not None else max(self.devices, default=-1) + 1
-                bound.placement.device = device
-            self.devices[device] = self.devices.get(device, 0.0) + bound.fraction
+        if bound.share:
+            chosen = bound.placement.devices
+            if len(set(chosen)) != bound.devices or any(
+                    self.devices.get(d, 0) + bound.share > 1 + EPSILON for d in chosen):
+                # Unknown or stale device indices (a pod bound before a restart): place it as it would be now.
+                chosen = self.shared_devices(bound.share, bound.devices) or [
+                    max(self.devices, default=-1) + 1 + i for i in range(bound.devices)]
+                bound.placement.devices = chosen
+            for device in chosen:
+                self.devices[device] = self.devices.get(device, 0.0) + bound.share
 
     def without(self, victims: list[Bound]) -> NodeState:
         """This node as it would be once ``victims`` are gone."""
@@ -82,15 +90,22 @@ class NodeState:
                 clone.add(copy.copy(bound))
         return clone
 
-    def fraction_device(self, fraction: float) -> int | None:
-        """Best fit: the fullest device that still has room; else a new device if one is free."""
-        fitting = [(used, -index) for index, used in self.devices.items() if used + fraction <= 1 + EPSILON]
-        if fitting:
-            return -max(fitting)[1]  # fullest first, then the lowest index
-        if self.free_devices >= 1:
-            taken = set(self.devices)
-            return next(i for i in range(self.gpu_devices + len(taken) + 1) if i not in taken)
-        return None
+    def share_of(self, w: Workload) -> float | None:
+        """The share of one device ``w`` takes here; None when this node cannot express it (no memory label)."""
+        if w.gpu_memory_mib:
+            return w.gpu_memory_mib / self.gpu_memory_mib if self.gpu_memory_mib else None
+        return w.fraction
+
+    def shared_devices(self, share: float, count: int = 1) -> list[int] | None:
+        """Best fit for ``count`` distinct devices: the fullest ones that still have room, then free ones."""
+        fitting = sorted(((-used, index) for index, used in self.devices.items() if used + share <= 1 + EPSILON))
+        chosen = [index for _, index in fitting[:count]]
+        missing = count - len(chosen)
+        if missing > self.free_devices:
+            return None
+        taken = set(self.devices)
+        free = (i for i in range(self.gpu_devices + len(taken) + 1) if i not in taken)
+        return chosen + [next(free) for _ in range(missing)]
 
 
 @dataclass
@@ -119,10 +134,12 @@ def node_state(node: dict) -> NodeState:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     alloc_gpus = count(alloc.get(GPU))
     devices = int(labels.get("nvidia.com/gpu.count", alloc_gpus) or 0)
+    memory = labels.get(GPU_MEMORY_LABEL, "")
     return NodeState(name=meta["name"], labels=labels, taints=(node.get("spec") or {}).get("taints") or [],
                      ready=ready, unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
                      alloc_cpu_m=millicores(alloc.get("cpu")), alloc_memory=bytes_(alloc.get("memory")),
-                     alloc_pods=count(alloc.get("pods", 110)), alloc_gpus=alloc_gpus, gpu_devices=devices)
+                     alloc_pods=count(alloc.get("pods", 110)), alloc_gpus=alloc_gpus, gpu_devices=devices,
+                     gpu_memory_mib=int(memory) if memory.isdigit() else 0)
 
 
 def pod_is_active(pod: dict) -> bool:
@@ -135,16 +152,20 @@ class Snapshot:
         self.queues: dict[str, QueueUsage] = defaultdict(QueueUsage)
         self.by_queue: dict[str, list[Bound]] = defaultdict(list)
 
-    def add_bound(self, pod: dict, node: str, workload: Workload | None, device: int | None = None) -> None:
+    def add_bound(self, pod: dict, node: str, workload: Workload | None, devices: list[int] | None = None) -> None:
+        devices_wanted = 1
         if workload is not None:
-            whole, fraction, cpu, memory = workload.whole_gpus, workload.fraction, workload.cpu_m, workload.memory
+            if workload.gpu_memory_mib and node in self.nodes:
+                workload.memory_share = self.nodes[node].share_of(workload) or 0.0  # counted as placed
+            whole, share, cpu, memory = workload.whole_gpus, workload.share, workload.cpu_m, workload.memory
+            devices_wanted = workload.devices
         else:
             whole, cpu, memory = container_requests(pod)
-            fraction = 0.0
-        if device is None:
-            raw = (pod["metadata"].get("annotations") or {}).get(GPU_INDEX_ANNOTATION)
-            device = int(raw) if raw and raw.isdigit() else None
-        bound = Bound(workload, Placement(node, device), whole, fraction, cpu, memory,
+            share = 0.0
+        if devices is None:
+            raw = (pod["metadata"].get("annotations") or {}).get(GPU_INDEX_ANNOTATION, "")
+            devices = [int(d) for d in raw.split(",") if d.isdigit()]
+        bound = Bound(workload, Placement(node, list(devices)), whole, share, devices_wanted, cpu, memory,
                       terminating=bool(pod["metadata"].get("deletionTimestamp")))
         if node in self.nodes:
             self.nodes[node].add(bound)

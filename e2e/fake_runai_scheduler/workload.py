@@ -4,6 +4,8 @@ Queue resolution follows KAI's CalcPodGroupQueue (owner label, pod label, projec
 Run:ai's namespace convention (the namespace's runai/queue label), then 'default-queue'.
 Priority comes from the PriorityClass a `priorityClassName` label names; a missing class means
 train (50), and a job is preemptible below 100 unless kai.scheduler/preemptibility says otherwise.
+A shared GPU request is a fraction or an amount of GPU memory (MiB) per device, on one or more
+devices; memory becomes a fraction only on a node, against its `nvidia.com/gpu.memory` label.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ NODE_POOL_LABEL = "runai/node-pool"
 PRIORITY_LABEL = "priorityClassName"
 PREEMPTIBILITY_LABEL = "kai.scheduler/preemptibility"
 FRACTION_ANNOTATION = "gpu-fraction"
+MEMORY_ANNOTATION = "gpu-memory"  # MiB per device, instead of a fraction
+DEVICES_ANNOTATION = "gpu-fraction-num-devices"  # the fraction or memory on each of this many devices
 GPU = "nvidia.com/gpu"
 DEFAULT_QUEUE = "default-queue"
 TRAIN_PRIORITY = 50
@@ -45,10 +49,24 @@ class Workload:
     created: str
     group: str
     invalid: str | None = None
+    gpu_memory_mib: int = 0
+    devices: int = 1  # devices a shared request spans
+    # gpu_memory_mib as a share of one device: set for the node the pod is bound to, or, while pending,
+    # against the largest labelled device (the least it can count against the queue's quota).
+    memory_share: float = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.fraction or self.gpu_memory_mib)
+
+    @property
+    def share(self) -> float:
+        """The share of each device this pod takes."""
+        return self.fraction or self.memory_share
 
     @property
     def gpus(self) -> float:
-        return self.whole_gpus + self.fraction
+        return self.whole_gpus + self.share * self.devices
 
     @property
     def key(self) -> str:
@@ -102,25 +120,47 @@ def workload_of(pod: dict, owner: dict | None, namespace: dict | None, priority_
     namespace_labels = (namespace or {}).get("metadata", {}).get("labels") or {}
     whole, cpu, memory = container_requests(pod)
     priority, preemptible = resolve_priority(pod, owner_labels, priority_classes)
-    fraction, invalid = 0.0, None
-    raw_fraction = (meta.get("annotations") or {}).get(FRACTION_ANNOTATION)
-    if raw_fraction is not None:
-        try:
-            fraction = float(raw_fraction)
-        except ValueError:
-            invalid = f"gpu-fraction annotation {raw_fraction!r} is not a number"
-        else:
-            if not 0 < fraction < 1:
-                invalid = f"gpu-fraction annotation must be between 0 and 1 (exclusive), got {raw_fraction}"
-            elif whole:
-                invalid = (f"gpu-fraction annotation ({raw_fraction}) cannot be combined with an {GPU} limit "
-                           f"({whole}); request either whole GPUs or a fraction")
+    shared, invalid = shared_request(meta.get("annotations") or {}, whole)
+    fraction, gpu_memory_mib, devices = shared
     owner_uid = (owner or {}).get("metadata", {}).get("uid") or meta["uid"]
     return Workload(
         namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
         queue=resolve_queue(pod_labels, owner_labels, namespace_labels),
-        priority=priority, preemptible=preemptible, whole_gpus=whole, fraction=fraction if not invalid else 0.0,
+        priority=priority, preemptible=preemptible, whole_gpus=whole, fraction=fraction,
         cpu_m=cpu, memory=memory, node_selector=pod["spec"].get("nodeSelector") or {},
         tolerations=pod["spec"].get("tolerations") or [], node_pool=pod_labels.get(NODE_POOL_LABEL),
         created=meta.get("creationTimestamp", ""), group=f"pg-{meta['name']}-{owner_uid}", invalid=invalid,
+        gpu_memory_mib=gpu_memory_mib, devices=devices,
     )
+
+
+def shared_request(annotations: dict, whole: int) -> tuple[tuple[float, int, int], str | None]:
+    """((fraction, GPU memory MiB, devices), why the annotations are invalid or None)."""
+    nothing = (0.0, 0, 1)
+    raw_fraction, raw_memory = annotations.get(FRACTION_ANNOTATION), annotations.get(MEMORY_ANNOTATION)
+    raw_devices = annotations.get(DEVICES_ANNOTATION)
+    fraction, memory, devices = 0.0, 0, 1
+    if raw_fraction is not None:
+        try:
+            fraction = float(raw_fraction)
+        except ValueError:
+            return nothing, f"gpu-fraction annotation {raw_fraction!r} is not a number"
+        if not 0 < fraction < 1:
+            return nothing, f"gpu-fraction annotation must be between 0 and 1 (exclusive), got {raw_fraction}"
+    if raw_memory is not None:
+        if not raw_memory.isdigit() or int(raw_memory) < 1:
+            return nothing, f"gpu-memory annotation must be a whole number of MiB, got {raw_memory!r}"
+        if raw_fraction is not None:
+            return nothing, "gpu-memory and gpu-fraction annotations are exclusive; request one of them"
+        memory = int(raw_memory)
+    if (fraction or memory) and whole:
+        name, value = ("gpu-fraction", raw_fraction) if fraction else ("gpu-memory", raw_memory)
+        return nothing, (f"{name} annotation ({value}) cannot be combined with an {GPU} limit ({whole}); "
+                         f"request either whole GPUs or a share of a GPU")
+    if raw_devices is not None:
+        if not raw_devices.isdigit() or int(raw_devices) < 1:
+            return nothing, f"gpu-fraction-num-devices annotation must be a whole number >= 1, got {raw_devices!r}"
+        if not (fraction or memory):
+            return nothing, "gpu-fraction-num-devices annotation needs a gpu-fraction or gpu-memory annotation"
+        devices = int(raw_devices)
+    return (fraction, memory, devices), None

@@ -23,9 +23,10 @@ def micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def gpu_labels(gpus: int, memory_mib: int = GPU_MEMORY_MIB) -> dict[str, str]:
-    return {"nvidia.com/gpu.count": str(gpus), "nvidia.com/gpu.memory": str(memory_mib),
-            "nvidia.com/gpu.present": "true"}
+def gpu_labels(gpus: int, memory_mib: int | None = GPU_MEMORY_MIB) -> dict[str, str]:
+    """None for memory_mib: a node whose GPU memory is unknown (no gpu-memory pod can go there)."""
+    labels = {"nvidia.com/gpu.count": str(gpus), "nvidia.com/gpu.present": "true"}
+    return labels if memory_mib is None else {**labels, "nvidia.com/gpu.memory": str(memory_mib)}
 
 
 def advertise_fake_gpus(api: KubeApi, node: str, gpus: int, memory_mib: int = GPU_MEMORY_MIB) -> None:
@@ -51,9 +52,11 @@ class FakeNodes:
         self._thread.start()
 
     def create(self, pool: str, gpus: int = 4, cpu: str = "32", memory: str = "256Gi", labels: dict | None = None,
-               taints: list | None = None, ready: bool = True, name: str | None = None) -> str:
+               taints: list | None = None, ready: bool = True, name: str | None = None,
+               gpu_memory_mib: int | None = GPU_MEMORY_MIB) -> str:
         name = name or f"fake-{pool}-{uuid.uuid4().hex[:5]}"
-        node_labels = {POOL_LABEL: pool, "kubernetes.io/hostname": name, **gpu_labels(gpus), **(labels or {})}
+        node_labels = {POOL_LABEL: pool, "kubernetes.io/hostname": name, **gpu_labels(gpus, gpu_memory_mib),
+                       **(labels or {})}
         if pool == "":
             del node_labels[POOL_LABEL]
         self.api.request("POST", "/api/v1/nodes", body={
@@ -92,8 +95,10 @@ class FakeNodes:
 
 def pod_body(name: str, scheduler: str, pool: str, gpus: int = 0, fraction: float | None = None,
              queue: str | None = None, labels: dict | None = None, node_selector: dict | None = None,
-             tolerations: list | None = None, cpu: str = "100m", memory: str = "64Mi") -> dict:
-    """A pause pod for `scheduler` in node pool `pool` ("" for none), with whole GPUs or a fraction."""
+             tolerations: list | None = None, cpu: str = "100m", memory: str = "64Mi",
+             annotations: dict | None = None) -> dict:
+    """A pause pod for `scheduler` in node pool `pool` ("" for none), with whole GPUs or a fraction
+    (or, through annotations, GPU memory and a device count)."""
     pod_labels = {POOL_LABEL: pool, **({"runai/queue": queue} if queue else {}), **(labels or {})}
     if pool == "":
         del pod_labels[POOL_LABEL]
@@ -103,7 +108,8 @@ def pod_body(name: str, scheduler: str, pool: str, gpus: int = 0, fraction: floa
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": pod_labels,
-                     "annotations": {"gpu-fraction": str(fraction)} if fraction is not None else {}},
+                     "annotations": {**({"gpu-fraction": str(fraction)} if fraction is not None else {}),
+                                     **(annotations or {})}},
         "spec": {"schedulerName": scheduler, "restartPolicy": "Never", "nodeSelector": node_selector or {},
                  "tolerations": tolerations or [], "terminationGracePeriodSeconds": 0,
                  "containers": [{"name": "main", "image": "127.0.0.1:5000/pause:3.10", "resources": resources}]},

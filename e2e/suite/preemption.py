@@ -109,9 +109,10 @@ def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
     record.holder_namespace = f"runai-{holder_project}"
     holder_path = f"/api/v1/namespaces/{record.holder_namespace}/pods"
     try:
+        # The first wait includes `make image`, MLflow's build and push (minutes for a cold pytorch image).
         pod = watch.until(lambda: next((p for p in watch.training_pods() if p["status"].get("phase") == "Running"),
                                        None) if watch.last_epoch() >= after_epoch else None,
-                          f"{o.slug}: training past epoch {after_epoch}")
+                          f"{o.slug}: training past epoch {after_epoch}", timeout=run.deadline + 300)
         record.evicted_pod, first_uid = pod["metadata"]["name"], pod["metadata"]["uid"]
         image = pod["spec"]["containers"][0]["image"]
         progress(f"{run.variant.id}: training past epoch {after_epoch}; a {holder.priority_class or 'train'} pod "

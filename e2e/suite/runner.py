@@ -24,6 +24,7 @@ from kube import ApiError, KubeApi, wait_until
 from kube.paths import REPO_ROOT
 from kube.venvs import project_venv
 
+from .data_claim import create_data_claim, delete_data_volume
 from .targets import ClusterTarget
 from .variants import CREDENTIALS_SECRET, Variant
 
@@ -104,6 +105,9 @@ class ProjectRun:
             self.api.request("POST", f"/api/v1/namespaces/{o.namespace}/secrets", body={
                 "metadata": {"name": CREDENTIALS_SECRET}, "type": "Opaque",
                 "stringData": {"MLFLOW_TRACKING_TOKEN": "e2e-unused-token", "E2E_SECRET_MARKER": "from-secret"}})
+        if self.variant.answers.get("data_pvc"):
+            create_data_claim(self.api, self.target, o.namespace, self.variant.answers["data_pvc"],
+                              str(self.work_dir / "claim"))
         # The ServiceAccount admission plugin refuses pods until the namespace's default account exists.
         wait_until(lambda: self.api.get(f"/api/v1/namespaces/{o.namespace}/serviceaccounts")["items"], 60,
                    f"the default ServiceAccount in {o.namespace}")
@@ -210,6 +214,8 @@ class ProjectRun:
         except ApiError as err:
             if err.status != 404:
                 raise
+        if self.variant.answers.get("data_pvc"):
+            delete_data_volume(self.api, o.namespace)
         for repository in (o.slug, f"{o.slug}-env"):
             for image in images_of(f"{self.target.registry}/{repository}"):
                 subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)

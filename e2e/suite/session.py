@@ -17,6 +17,7 @@ from fake_runai_scheduler import FakeRunaiScheduler, SchedulerConfig
 from fake_runai_scheduler.config import Queue, Quota
 from kube import KubeApi
 
+from .data_claim import leftover_volumes
 from .runner import Outcome, ProjectRun, images_of, progress, registry_tags
 from .targets import select_target
 from .tracking import TrackingServer
@@ -67,8 +68,15 @@ class E2ESession:
         self.runs.append(run)
         return run
 
+    def cannot_run(self, variant: Variant) -> str | None:
+        """Why this target cannot run the variant, or None."""
+        if variant.answers.get("data_pvc") and self.target.node_files is None:
+            return (f"makes a local PersistentVolume with files on a node, which the {self.target.name} target "
+                    "does not allow")
+        return None
+
     def run_all(self, variants: list[Variant], jobs: int) -> dict[str, Outcome]:
-        runs = [self.project_run(v) for v in variants]
+        runs = [self.project_run(v) for v in variants if not self.cannot_run(v)]
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             outcomes = list(pool.map(lambda r: r.execute(), runs))
         return {o.variant.id: o for o in outcomes}
@@ -108,6 +116,7 @@ class E2ESession:
                 found += [f"docker image {image}" for image in images_of(f"{self.target.registry}/{repository}")]
                 if self.target.owns_registry:
                     found += [f"registry tag {repository}:{t}" for t in registry_tags(self.target.registry, repository)]
+        found += leftover_volumes(self.api, namespaces)
         for node in self.labelled_nodes:
             if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get("run.ai/type") == NODE_TYPE:
                 found.append(f"label run.ai/type on node {node}")

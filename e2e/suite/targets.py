@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,9 +46,34 @@ class ClusterTarget:
     owns_registry: bool = True  # may delete repositories it pushed (registries of one's own only)
     may_label_nodes: bool = True  # may label gpu_nodes with the node type of the node-type variant
     may_resize_gpus: bool = True  # may change how many fake GPUs a node advertises
+    # Writes files into a directory on a node (for a local PersistentVolume); None: the suite may not.
+    node_files: Callable[[str, str, dict[str, str]], None] | None = None
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def write_node_files(self, node: str, directory: str, files: dict[str, str]) -> None:
+        if self.node_files is None:
+            raise RuntimeError(f"the {self.name} target does not let the suite write files on its nodes")
+        self.node_files(node, directory, files)
+
+
+def write_host_files(_node: str, directory: str, files: dict[str, str]) -> None:
+    """The local cluster's node is this machine: its kubelet mounts host paths."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # the pod runs as uid 1000
+    for name, text in files.items():
+        (root / name).write_text(text)
+        (root / name).chmod(0o644)
+
+
+def write_kind_node_files(node: str, directory: str, files: dict[str, str]) -> None:
+    """A kind node is a container named after the node."""
+    _docker("exec", node, "mkdir", "-p", "-m", "755", directory)
+    for name, text in files.items():
+        subprocess.run(["docker", "exec", "-i", node, "sh", "-c", f"cat > {directory}/{name} && chmod 644 "
+                        f"{directory}/{name}"], input=text, text=True, check=True)
 
 
 def local_target() -> ClusterTarget:
@@ -59,7 +85,7 @@ def local_target() -> ClusterTarget:
         name="local", kubeconfig=cluster.kubeconfig, registry=cluster.registry,
         host_address=cluster.host_address, base_image=PYTHON_BASE_IMAGE,
         # pip inside `docker build` reaches the package index the way this machine does
-        docker_build_args="--network host", gpu_nodes=[cluster.settings.node_name])
+        docker_build_args="--network host", gpu_nodes=[cluster.settings.node_name], node_files=write_host_files)
 
 
 def existing_target() -> ClusterTarget:
@@ -186,7 +212,7 @@ def kind_target(work_dir: Path) -> ClusterTarget:
         name="kind", kubeconfig=cluster.kubeconfig_path.resolve(), registry=f"localhost:{KIND_REGISTRY_PORT}",
         host_address=kind_gateway(),
         base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"), gpu_nodes=names,
-        teardown=None if keep else cluster.delete)
+        teardown=None if keep else cluster.delete, node_files=write_kind_node_files)
 
 
 def select_target(name: str, work_dir: Path) -> ClusterTarget:

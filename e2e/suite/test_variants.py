@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from .data_claim import DATA_FILES
 from .session import SCHEDULER_NAME
 from .variants import MATRIX, NODE_TYPE
 
@@ -17,6 +18,8 @@ def describe(outcome) -> str:
 
 @pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
 def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
+    if e2e.cannot_run(variant):
+        pytest.skip(e2e.cannot_run(variant))
     outcome = matrix[variant.id]
     timed_assertions["outcome"] = outcome
     assert not outcome.error, describe(outcome)
@@ -26,11 +29,11 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
     run = outcome.run
     assert run is not None and run.info.status == "FINISHED", describe(outcome)
     assert set(variant.framework.metrics) <= set(run.data.metrics)
-    assert run.data.params == variant.framework.params
+    assert run.data.params == {**variant.framework.params, **variant.params}
     assert run.data.tags["restarts"] == "0", "a run that was never preempted started once"
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
     assert run.data.tags["runtime.uid"] == "1000", "the container must run as non-root"
-    assert float(run.data.tags["gpu.requested"]) == variant.gpu
+    assert run.data.tags["gpu.requested"] == variant.gpu_request
     [model] = outcome.models
     assert model.source_run_id == run.info.run_id
 
@@ -46,16 +49,33 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
         assert scheduled and scheduled[-1]["source"]["component"] == SCHEDULER_NAME, outcome.events
         annotations = pod["metadata"]["annotations"]
         assert annotations["received-resource-type"] == variant.resource_type
-        assert float(annotations["runai-allocated-gpus"]) == variant.gpu
+        assert float(annotations["runai-allocated-gpus"]) == variant.allocated_gpus
         assert annotations["runai/queue"] == outcome.project
-        if variant.resource_type == "Fraction":
-            assert float(annotations["gpu-fraction"]) == variant.gpu
+        if variant.shared:
             assert pod["metadata"]["labels"]["runai-gpu-group"] == annotations["runai-gpu-group"]
+            assert len(set(annotations["runai-gpu-index"].split(","))) == variant.gpu_devices, "distinct devices"
+    # What the Job template asked for, as the pod carries it.
+    requested = pod["metadata"]["annotations"]
+    if variant.gpu_memory_mib:
+        assert requested["gpu-memory"] == str(variant.gpu_memory_mib) and "gpu-fraction" not in requested
+    elif variant.shared:
+        assert float(requested["gpu-fraction"]) == variant.gpu
+    assert requested.get("gpu-fraction-num-devices") == (str(variant.gpu_devices) if variant.gpu_devices > 1
+                                                         else None)
+    priority_class = variant.answers.get("priority_class") or (
+        "build" if variant.answers.get("workload_type") == "interactive" else "train")
+    assert job["metadata"]["labels"]["priorityClassName"] == priority_class
+    assert pod["metadata"]["labels"]["priorityClassName"] == priority_class
     assert pod["spec"]["schedulerName"] == SCHEDULER_NAME
     if variant.answers.get("node_type"):
         assert pod["spec"]["nodeSelector"] == {"run.ai/type": NODE_TYPE}
-    if variant.answers.get("workload_type") == "interactive":
-        assert job["metadata"]["labels"]["priorityClassName"] == "build"
+    if variant.answers.get("data_pvc"):
+        mount = {"name": "data", "mountPath": "/data", "readOnly": True}
+        assert mount in pod["spec"]["containers"][0]["volumeMounts"]
+        # The pod saw the claim's files and trained on the CSV the run was pointed at.
+        tags = run.data.tags
+        assert tags["data.dir"] == "/data" and tags["data.used"] == f"/data/{variant.params['data_file']}", tags
+        assert tags["data.entries"] == str(len(DATA_FILES)) and tags["data.sample"] == ", ".join(sorted(DATA_FILES))
     if variant.large_shm:
         assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["spec"]["containers"][0]["volumeMounts"]
     if variant.answers.get("framework") == "pytorch":

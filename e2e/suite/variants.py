@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kube.nodes import GPU_MEMORY_MIB
+
 NODE_TYPE = "e2e-gpu"
 CREDENTIALS_SECRET = "mlflow-credentials"
+DATA_CLAIM = "e2e-data"
+DATA_FILE = "train.csv"
 
 
 @dataclass(frozen=True)
@@ -18,9 +22,10 @@ class Framework:
 
 FRAMEWORKS = {
     "sklearn": Framework(("rmse", "mae", "r2"), {"alpha": "0.05", "l1_ratio": "0.5", "epochs": "100",
-                                                  "checkpoint_every": "10"}),
+                                                  "checkpoint_every": "10", "data_file": "none"}),
     "pytorch": Framework(("train_loss", "test_loss", "accuracy"), {"lr": "0.003", "batch_size": "64", "workers": "2",
-                                                                   "epochs": "30", "checkpoint_every": "10"}),
+                                                                   "epochs": "30", "checkpoint_every": "10",
+                                                                   "data_file": "none"}),
 }
 
 
@@ -47,9 +52,34 @@ class Variant:
         return float(self.answers.get("gpu", "1"))
 
     @property
+    def gpu_memory_mib(self) -> int:
+        return int(self.answers.get("gpu_memory") or 0)
+
+    @property
+    def gpu_devices(self) -> int:
+        return int(self.answers.get("gpu_devices", "1"))
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.gpu_memory_mib) or 0 < self.gpu < 1
+
+    @property
     def resource_type(self) -> str:
         """What the scheduler's binding annotates: received-resource-type."""
-        return "Fraction" if 0 < self.gpu < 1 else "Regular"
+        return "Fraction" if self.shared else "Regular"
+
+    @property
+    def allocated_gpus(self) -> float:
+        """runai-allocated-gpus on a node of the fake GPUs (GPU_MEMORY_MIB per device)."""
+        if self.gpu_memory_mib:
+            return self.gpu_memory_mib / GPU_MEMORY_MIB * self.gpu_devices
+        return self.gpu * self.gpu_devices if self.shared else self.gpu
+
+    @property
+    def gpu_request(self) -> str:
+        """What the Job tells the pod it asked for (RUNAI_GPU_REQUEST, the run's gpu.requested tag)."""
+        amount = f"{self.gpu_memory_mib}MiB" if self.gpu_memory_mib else self.answers.get("gpu", "1")
+        return f"{amount}x{self.gpu_devices}" if self.gpu_devices > 1 else amount
 
 
 MATRIX = [
@@ -62,4 +92,9 @@ MATRIX = [
     Variant("credentials-secret", {"gpu": "0", "credentials_secret": CREDENTIALS_SECRET}),
     # A fraction of a GPU and large /dev/shm (pytorch's default), the DataLoader's workers passing batches through it.
     Variant("pytorch", {"framework": "pytorch", "gpu": "0.5"}),
+    Variant("gpu-memory", {"gpu_memory": "4096"}),
+    Variant("fraction-two-devices", {"gpu": "0.5", "gpu_devices": "2"}),
+    Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible"}),
+    # A claim the suite makes (a local PersistentVolume) with a CSV in it; -P data_file trains on it.
+    Variant("data-pvc", {"gpu": "0", "data_pvc": DATA_CLAIM}, params={"data_file": DATA_FILE}),
 ]

@@ -29,6 +29,14 @@ def predicts(model_uri: str) -> bool:
     return mlflow.pytorch.load_model(model_uri)(images).shape == (1, 10)
 
 
+def sample_table() -> str:
+    """A CSV the shape -P data_file takes: 64 pixel columns (0-16), then the digit; four images per digit."""
+    header = ",".join(f"p{i}" for i in range(64)) + ",digit"
+    rows = [",".join(str((digit * 3 + i + k) % 17) for i in range(64)) + f",{digit}" for digit in range(10)
+            for k in range(4)]
+    return "\n".join([header, *rows]) + "\n"
+
+
 def device_tags() -> dict[str, str]:
     """The device the training chose, and mixed precision on CUDA only."""
     cuda = torch.cuda.is_available()
@@ -45,6 +53,12 @@ def predicts(model_uri: str) -> bool:
     return mlflow.sklearn.load_model(model_uri).predict([[0.0] * 10]).shape == (1,)
 
 
+def sample_table() -> str:
+    """A CSV the shape -P data_file takes: numeric features, then the target; here y = 3a - 2b + c."""
+    rows = [f"{a},{b},{(a * b) % 5},{3 * a - 2 * b + (a * b) % 5}" for a in range(6) for b in range(6)]
+    return "\n".join(["a,b,c,y", *rows]) + "\n"
+
+
 def device_tags() -> dict[str, str]:
     return {}
 {%- endif %}
@@ -56,9 +70,9 @@ def train_env(tmp_path, run_id=None):
     return {**env, "MLFLOW_RUN_ID": run_id} if run_id else env
 
 
-def run_train(tmp_path, *args, run_id=None):
+def run_train(tmp_path, *args, run_id=None, **env):
     return subprocess.run([sys.executable, str(PROJECT / "train.py"), *args], cwd=tmp_path,
-                          env=train_env(tmp_path, run_id), capture_output=True, text=True, timeout=300)
+                          env={**train_env(tmp_path, run_id), **env}, capture_output=True, text=True, timeout=300)
 
 
 def steps(run_id, key=METRICS[0]):
@@ -153,6 +167,30 @@ def test_a_damaged_checkpoint_falls_back_to_the_other_slot(tmp_path):
     run = mlflow.get_run(run_id)
     assert steps(run_id) == list(range(LONG)), "redone epochs are not logged twice"
     assert run.data.metrics["epochs_redone"] >= 1
+
+
+def test_trains_on_a_file_from_the_data_claim(tmp_path):
+    """The Job mounts the data claim at DATA_DIR; -P data_file names a CSV in it, and the run says what it used."""
+    claim = tmp_path / "claim"
+    (claim / "raw").mkdir(parents=True)
+    (claim / "train.csv").write_text(sample_table())
+    result = run_train(tmp_path, *TRAIN_ARGS, "--epochs", "3", "--data-file", "train.csv", DATA_DIR=str(claim))
+    assert result.returncode == 0, result.stderr
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data.used"] == str(claim / "train.csv")
+    assert run.data.tags["data.dir"] == str(claim)
+    assert run.data.tags["data.entries"] == "2" and run.data.tags["data.sample"] == "raw, train.csv"
+
+
+def test_a_missing_or_malformed_data_file_is_refused(tmp_path):
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    (claim / "bad.csv").write_text("just,text\nno,numbers\n")
+    missing = run_train(tmp_path, "--data-file", "nope.csv", DATA_DIR=str(claim))
+    assert missing.returncode not in (0, PREEMPTED) and "is not a file" in missing.stderr
+    malformed = run_train(tmp_path, *TRAIN_ARGS, "--data-file", "bad.csv", DATA_DIR=str(claim))
+    assert malformed.returncode == 1 and "bad.csv: needs a header" in malformed.stderr
 
 
 @pytest.mark.parametrize("args", BAD_ARGS)

@@ -34,6 +34,7 @@ class Node:
     ready: bool = True
     cpu: str = "32"
     pool: str | None = None  # default: the test's own pool
+    gpu_memory_mib: int | None = 16384  # the nvidia.com/gpu.memory label; None: no label
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Pod:
     tolerations: list = field(default_factory=list)
     cpu: str = "100m"
     pool: str | None = None
+    annotations: dict = field(default_factory=dict)  # gpu-memory, gpu-fraction-num-devices
     hold: bool = False  # a finalizer keeps the deleted pod readable, to see what the scheduler wrote on it
 
 
@@ -103,6 +105,42 @@ SCENARIOS = {
          (Pod("b", fraction=0.7), [Bound("b", 0)]),
          (Pod("c", fraction=0.3), [Bound("c", 0, same_gpu_as="a")]),
          (Pod("d", gpus=1), [Unschedulable("d", "didn't have enough free GPUs")])]),
+    "gpu-memory-packs-by-the-node-label": Scenario(
+        [Node(gpus=1, gpu_memory_mib=16384)],
+        [(Pod("a", annotations={"gpu-memory": "8192"}), [Bound("a", 0, {"received-resource-type": "Fraction",
+                                                                        "runai-allocated-gpus": "0.5"})]),
+         (Pod("b", annotations={"gpu-memory": "4096"}), [Bound("b", 0, {"runai-allocated-gpus": "0.25"},
+                                                               same_gpu_as="a")]),
+         (Pod("c", annotations={"gpu-memory": "8192"}), [Unschedulable("c", "GPU with enough free share")])]),
+    "gpu-memory-needs-the-memory-label": Scenario(
+        [Node(gpus=4, gpu_memory_mib=None)],
+        [(Pod("a", annotations={"gpu-memory": "1024"}), [Unschedulable("a", "gpu memory count not synced")]),
+         (Pod("b", fraction=0.5), [Bound("b", 0)])]),
+    "gpu-memory-larger-than-any-device": Scenario(
+        [Node(gpus=2, gpu_memory_mib=16384)],
+        [(Pod("a", annotations={"gpu-memory": "20000"}), [Unschedulable("a", "GPUs with enough memory")])]),
+    "gpu-memory-and-fraction-are-exclusive": Scenario(
+        [Node()],
+        [(Pod("a", fraction=0.5, annotations={"gpu-memory": "1024"}), [Unschedulable("a", "are exclusive")])]),
+    "fraction-on-several-devices": Scenario(
+        [Node(gpus=2)],
+        [(Pod("a", fraction=0.5, annotations={"gpu-fraction-num-devices": "2"}), [
+            Bound("a", 0, {"received-resource-type": "Fraction", "runai-allocated-gpus": "1",
+                           "runai-gpu-index": "0,1"})]),
+         (Pod("b", fraction=0.5), [Bound("b", 0)]),
+         (Pod("c", fraction=0.25, annotations={"gpu-fraction-num-devices": "2"}), [
+             Unschedulable("c", "didn't have 2 GPUs with enough free share")]),
+         (Pod("d", gpus=1), [Unschedulable("d", "didn't have enough free GPUs")])]),
+    "gpu-memory-on-several-devices": Scenario(
+        [Node(gpus=4, gpu_memory_mib=8192)],
+        [(Pod("a", annotations={"gpu-memory": "2048", "gpu-fraction-num-devices": "3"}), [
+            Bound("a", 0, {"runai-allocated-gpus": "0.75", "runai-gpu-index": "0,1,2"})]),
+         (Pod("b", gpus=1), [Bound("b", 0)]),
+         (Pod("c", gpus=1), [Unschedulable("c", "didn't have enough free GPUs")])]),
+    "num-devices-needs-a-shared-request": Scenario(
+        [Node()],
+        [(Pod("a", gpus=1, annotations={"gpu-fraction-num-devices": "2"}), [
+            Unschedulable("a", "needs a gpu-fraction or gpu-memory annotation")])]),
     "fraction-with-gpu-limit-is-rejected": Scenario(
         [Node()],
         [(Pod("a", gpus=1, fraction=0.5), [Unschedulable("a", "cannot be combined with an nvidia.com/gpu limit")])]),
@@ -238,14 +276,15 @@ def _check(api, namespace, names, node_names, expectation) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_scheduling_rule(api, nodes, namespace, start_scheduler, pool, scenario):
     node_names = [nodes.create(pool if n.pool is None else f"{pool}-{n.pool}", gpus=n.gpus, labels=n.labels,
-                               taints=n.taints, ready=n.ready, cpu=n.cpu) for n in scenario.nodes]
+                               taints=n.taints, ready=n.ready, cpu=n.cpu, gpu_memory_mib=n.gpu_memory_mib)
+                  for n in scenario.nodes]
     scheduler = start_scheduler(scenario.queues, update_pod_eviction_condition=scenario.update_pod_eviction_condition)
     names = {}
     for spec, expectations in scenario.steps:
         names[spec.name] = spec.name
         spec_pool = pool if spec.pool is None else f"{pool}-{spec.pool}"
         body = pod_body(spec.name, scheduler.name, spec_pool, spec.gpus, spec.fraction, spec.queue, spec.labels,
-                        spec.node_selector, spec.tolerations, spec.cpu)
+                        spec.node_selector, spec.tolerations, spec.cpu, annotations=spec.annotations)
         if spec.hold:
             body["metadata"]["finalizers"] = [HOLD_FINALIZER]
         create_pod(api, namespace, body)

@@ -1,0 +1,57 @@
+"""A data claim for the data-pvc variant: files on the GPU node, a local PersistentVolume, and its claim.
+
+MLflow passes no docker_env volumes to the Job, so the generated template mounts a claim the user
+names (data_pvc). The suite makes one the way an admin would for node-local data: a `local`
+PersistentVolume pinned to the node, pre-bound to the claim in the variant's namespace. Cluster-
+scoped, so the suite deletes the volume itself; the files go with the work directory.
+"""
+
+from __future__ import annotations
+
+from kube import ApiError, KubeApi
+
+from .targets import ClusterTarget
+
+# What the claim holds: a CSV of the sklearn project's shape (features, target last) and a file that is
+# not data, so the run's tags show the pod listed the claim and trained on the file it was pointed at.
+DATA_FILES = {
+    "train.csv": "a,b,c,y\n" + "".join(f"{a},{b},{(a * b) % 5},{3 * a - 2 * b + (a * b) % 5}\n"
+                                       for a in range(8) for b in range(8)),
+    "README.txt": "Training data for the runai-mlflow e2e data-pvc variant.\n",
+}
+PART_OF = {"app.kubernetes.io/part-of": "runai-mlflow-e2e"}
+
+
+def volume_name(namespace: str) -> str:
+    return f"{namespace}-data"
+
+
+def create_data_claim(api: KubeApi, target: ClusterTarget, namespace: str, claim: str, directory: str) -> None:
+    node = target.gpu_nodes[0]
+    target.write_node_files(node, directory, DATA_FILES)
+    volume = volume_name(namespace)
+    api.request("POST", "/api/v1/persistentvolumes", body={
+        "metadata": {"name": volume, "labels": PART_OF},
+        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadOnlyMany"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "local": {"path": directory},
+                 "claimRef": {"namespace": namespace, "name": claim},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}})
+    api.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
+        "metadata": {"name": claim, "labels": PART_OF},
+        "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
+                 "resources": {"requests": {"storage": "1Mi"}}}})
+
+
+def delete_data_volume(api: KubeApi, namespace: str) -> None:
+    try:
+        api.request("DELETE", f"/api/v1/persistentvolumes/{volume_name(namespace)}")
+    except ApiError as err:
+        if err.status != 404:
+            raise
+
+
+def leftover_volumes(api: KubeApi, namespaces: set[str]) -> list[str]:
+    names = {volume_name(n) for n in namespaces}
+    return [f"persistentvolume {v['metadata']['name']}" for v in api.get("/api/v1/persistentvolumes")["items"]
+            if v["metadata"]["name"] in names]
