@@ -11,7 +11,7 @@ E2E_PY := PYTHONPATH=$(CURDIR)/e2e $(CURDIR)/$(PY)
 CLUSTER_PACKAGES := docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables openssl
 
 .PHONY: help setup setup-test generate test test-fast lint bench clean cluster-deps cluster-up cluster-down cluster-status \
-	cluster-test cluster-teardown-test e2e bench-cluster bench-scheduler bench-e2e bench-preemption
+	cluster-test cluster-teardown-test e2e e2e-researcher bench-cluster bench-scheduler bench-e2e bench-preemption
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -78,6 +78,10 @@ e2e: setup  ## Run generated projects with mlflow run on a cluster: CLUSTER=kind
 	mkdir -p $(E2E_REPORT_DIR)
 	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m pytest -p suite.live_progress \
 		e2e/suite --junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml
+
+e2e-researcher: setup  ## On the local cluster: the suite as a Run:ai researcher (one namespace, a Role), nothing else changed
+	mkdir -p $(E2E_REPORT_DIR)
+	E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m suite.researcher
 
 bench-cluster: setup  ## Print cold build, warm cluster-up and pod start figures (restarts the cluster)
 	$(E2E_PY) benchmarks/bench_cluster.py

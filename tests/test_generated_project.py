@@ -23,5 +23,5 @@ def test_generated_project_tests_pass(bake, variant):
     run = subprocess.run(["make", "--no-print-directory", "test", f"PYTHON={python}"],
                          cwd=project, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    expected = 9 if variant.get("framework") == "pytorch" else 8  # pytorch checks one more bad parameter
+    expected = 11 if variant.get("framework") == "pytorch" else 10  # pytorch checks one more bad parameter
     assert f"{expected} passed" in run.stdout

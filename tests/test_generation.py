@@ -132,3 +132,14 @@ def test_generated_pre_commit_hooks_run_offline(bake, tmp_path):
     (project / ".gitignore").write_text("")  # as if a team had dropped the generated ignore rules
     refused = pre_commit()
     assert refused.returncode != 0 and "mlflow.db" in refused.stdout, refused.stdout
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_generated_readme_has_its_sections(bake, variant):
+    """Conditional blocks must not glue a heading to the line before it (Jinja whitespace control)."""
+    readme = (bake(**variant).project_path / "README.md").read_text()
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    expected = ["## Submit a run", "## What the Job asks Run:ai for", "## Parameters",
+                *(["## The training and its image"] if variant.get("framework") == "pytorch" else []),
+                "## When your job is preempted", "## Troubleshooting", "## Training data", "## Develop"]
+    assert headings == expected

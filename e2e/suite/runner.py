@@ -26,7 +26,7 @@ from kube.venvs import project_venv
 
 from .data_claim import create_data_claim, delete_data_volume
 from .targets import ClusterTarget
-from .variants import CREDENTIALS_SECRET, Variant
+from .variants import NODE_TYPE, Variant
 
 _image_lock = threading.Lock()  # identical env images: build once, then the layer cache serves the rest
 _progress_lock = threading.Lock()
@@ -67,6 +67,11 @@ class Outcome:
     phases: dict = field(default_factory=dict)
     error: str = ""
 
+    @property
+    def credentials_secret(self) -> str:
+        """Named after the run: in a shared project namespace, never a name someone else uses."""
+        return f"{self.slug}-credentials"
+
     def pod_events(self, reason: str) -> list[dict]:
         return [e for events in self.events.values() for e in events if e["reason"] == reason]
 
@@ -78,7 +83,8 @@ class ProjectRun:
         self.work_dir, self.report_dir = work_dir, report_dir / variant.id
         self.scheduler_name, self.deadline = scheduler_name, deadline
         slug = f"{variant.id}-{session}"[:30].rstrip("-")
-        self.outcome = Outcome(variant, project=slug, slug=slug, namespace=f"runai-{slug}",
+        project = target.runai_project or slug  # a project (namespace and queue) per run, where the suite may
+        self.outcome = Outcome(variant, project=project, slug=slug, namespace=f"runai-{project}",
                                experiment=f"e2e-{session}-{variant.id}")
 
     # Phases ------------------------------------------------------------------------------------
@@ -89,6 +95,10 @@ class ProjectRun:
                    "image_repository": f"{self.target.registry}/{self.outcome.slug}",
                    "scheduler_name": self.scheduler_name, "active_deadline_seconds": str(self.deadline),
                    "ttl_seconds_after_finished": "600", **self.variant.answers}
+        if answers.get("credentials_secret"):
+            answers["credentials_secret"] = self.outcome.credentials_secret
+        if answers.get("node_type") == NODE_TYPE and self.target.node_type:
+            answers["node_type"] = self.target.node_type
         with _bake_lock:
             project = Path(cookiecutter(str(REPO_ROOT), no_input=True, extra_context=answers,
                                         output_dir=str(self.work_dir), default_config=True))
@@ -97,14 +107,18 @@ class ProjectRun:
 
     def prepare_namespace(self) -> None:
         o = self.outcome
-        self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": o.namespace, "labels": {
-            "runai/queue": o.project, "runai/namespace-version": "v2", "app.kubernetes.io/part-of": "runai-mlflow-e2e",
-            "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
-        }}})
+        if self.target.may_create_namespaces:
+            self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": o.namespace, "labels": {
+                "runai/queue": o.project, "runai/namespace-version": "v2",
+                "app.kubernetes.io/part-of": "runai-mlflow-e2e", "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"}}})
         if self.variant.answers.get("credentials_secret"):
             self.api.request("POST", f"/api/v1/namespaces/{o.namespace}/secrets", body={
-                "metadata": {"name": CREDENTIALS_SECRET}, "type": "Opaque",
+                "metadata": {"name": o.credentials_secret, "labels": {"app.kubernetes.io/name": o.slug}},
+                "type": "Opaque",
                 "stringData": {"MLFLOW_TRACKING_TOKEN": "e2e-unused-token", "E2E_SECRET_MARKER": "from-secret"}})
+        if not self.target.may_create_namespaces:
+            return  # the project's namespace exists, with its ServiceAccounts
         if self.variant.answers.get("data_pvc"):
             create_data_claim(self.api, self.target, o.namespace, self.variant.answers["data_pvc"],
                               str(self.work_dir / "claim"))
@@ -162,9 +176,12 @@ class ProjectRun:
             runs = client.search_runs([experiment.experiment_id])
             o.run = runs[0] if runs else None
             o.models = list(client.search_logged_models(experiment_ids=[experiment.experiment_id]))
-        o.jobs = self.api.get(f"/apis/batch/v1/namespaces/{o.namespace}/jobs")["items"]
-        o.pods = self.api.get(f"/api/v1/namespaces/{o.namespace}/pods")["items"]
-        events = self.api.get(f"/api/v1/namespaces/{o.namespace}/events")["items"]
+        # This run's objects only: a Run:ai project namespace may hold other runs, and other people's work.
+        mine = f"app.kubernetes.io/name={o.slug}"
+        o.jobs = self.api.get(f"/apis/batch/v1/namespaces/{o.namespace}/jobs", labelSelector=mine)["items"]
+        o.pods = self.api.get(f"/api/v1/namespaces/{o.namespace}/pods", labelSelector=mine)["items"]
+        events = [e for e in self.api.get(f"/api/v1/namespaces/{o.namespace}/events")["items"]
+                  if e["involvedObject"]["name"].startswith(o.slug)]
         o.events = {}  # gather may run twice (again for diagnostics): never count an event twice
         for event in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
             o.events.setdefault(event["involvedObject"]["name"], []).append(event)
@@ -208,12 +225,15 @@ class ProjectRun:
     # Cleanup -----------------------------------------------------------------------------------
     def cleanup(self) -> None:
         o = self.outcome
-        try:
-            self.api.request("DELETE", f"/api/v1/namespaces/{o.namespace}",
-                             body={"propagationPolicy": "Background"})
-        except ApiError as err:
-            if err.status != 404:
-                raise
+        if self.target.may_create_namespaces:
+            self._delete(f"/api/v1/namespaces/{o.namespace}")
+        else:  # someone else's namespace: only what this run made
+            for kind in ("apis/batch/v1/namespaces/{}/jobs", "api/v1/namespaces/{}/pods"):
+                for item in self.api.get("/" + kind.format(o.namespace), labelSelector=f"app.kubernetes.io/name="
+                                                                                       f"{o.slug}")["items"]:
+                    self._delete(f"/{kind.format(o.namespace)}/{item['metadata']['name']}")
+            if self.variant.answers.get("credentials_secret"):
+                self._delete(f"/api/v1/namespaces/{o.namespace}/secrets/{o.credentials_secret}")
         if self.variant.answers.get("data_pvc"):
             delete_data_volume(self.api, o.namespace)
         for repository in (o.slug, f"{o.slug}-env"):
@@ -221,6 +241,13 @@ class ProjectRun:
                 subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
             if self.target.owns_registry:
                 delete_registry_repository(self.target.registry, repository)
+
+    def _delete(self, path: str) -> None:
+        try:
+            self.api.request("DELETE", path, body={"propagationPolicy": "Background"})
+        except ApiError as err:
+            if err.status != 404:
+                raise
 
     def execute(self) -> Outcome:
         o = self.outcome

@@ -73,6 +73,9 @@ class E2ESession:
         if variant.answers.get("data_pvc") and self.target.node_files is None:
             return (f"makes a local PersistentVolume with files on a node, which the {self.target.name} target "
                     "does not allow")
+        if variant.answers.get("node_type") and not (self.target.may_label_nodes or self.target.node_type):
+            return (f"the {self.target.name} target may not label nodes; give a node type its GPU nodes have with "
+                    "E2E_NODE_TYPE to run this variant")
         return None
 
     def run_all(self, variants: list[Variant], jobs: int) -> dict[str, Outcome]:
@@ -99,24 +102,42 @@ class E2ESession:
             self.target.teardown()
         return leftovers
 
-    def leftovers(self, wait: float) -> list[str]:
-        deadline = time.monotonic() + wait
-        while True:
-            namespaces = {run.outcome.namespace for run in self.runs}
+    def _left_in_namespaces(self, namespaces: set[str]) -> list[str]:
+        """Namespaces the suite made and still exist, with their pods; in a project's namespace, what the runs made.
+
+        Reads namespace by namespace: a researcher may not list namespaces or pods cluster-wide.
+        """
+        if self.target.may_create_namespaces:
             live = [n["metadata"]["name"] for n in self.api.get("/api/v1/namespaces")["items"]
                     if n["metadata"]["name"] in namespaces]
-            if not live or time.monotonic() > deadline:
+            return [f"namespace {name}" for name in live] + [
+                f"pod {name}/{p['metadata']['name']}" for name in live
+                for p in self.api.get(f"/api/v1/namespaces/{name}/pods")["items"]]
+        found = []
+        for run in self.runs:
+            o, mine = run.outcome, f"app.kubernetes.io/name={run.outcome.slug}"
+            for kind, path in (("job", f"/apis/batch/v1/namespaces/{o.namespace}/jobs"),
+                               ("pod", f"/api/v1/namespaces/{o.namespace}/pods"),
+                               ("secret", f"/api/v1/namespaces/{o.namespace}/secrets")):
+                found += [f"{kind} {o.namespace}/{item['metadata']['name']}"
+                          for item in self.api.get(path, labelSelector=mine)["items"]]
+        return found
+
+    def leftovers(self, wait: float) -> list[str]:
+        deadline = time.monotonic() + wait
+        namespaces = {run.outcome.namespace for run in self.runs}
+        while True:
+            found = self._left_in_namespaces(namespaces)
+            if not found or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        found = [f"namespace {name}" for name in live]
-        found += [f"pod {p['metadata']['namespace']}/{p['metadata']['name']}"
-                  for p in self.api.get("/api/v1/pods")["items"] if p["metadata"]["namespace"] in namespaces]
         for run in self.runs:
             for repository in (run.outcome.slug, f"{run.outcome.slug}-env"):
                 found += [f"docker image {image}" for image in images_of(f"{self.target.registry}/{repository}")]
                 if self.target.owns_registry:
                     found += [f"registry tag {repository}:{t}" for t in registry_tags(self.target.registry, repository)]
-        found += leftover_volumes(self.api, namespaces)
+        if any(run.variant.answers.get("data_pvc") for run in self.runs):
+            found += leftover_volumes(self.api, namespaces)
         for node in self.labelled_nodes:
             if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get("run.ai/type") == NODE_TYPE:
                 found.append(f"label run.ai/type on node {node}")

@@ -48,6 +48,14 @@ class ClusterTarget:
     may_resize_gpus: bool = True  # may change how many fake GPUs a node advertises
     # Writes files into a directory on a node (for a local PersistentVolume); None: the suite may not.
     node_files: Callable[[str, str, dict[str, str]], None] | None = None
+    # A Run:ai researcher's cluster: every run goes into this existing project's namespace, and the
+    # suite creates no namespace and changes no node there.
+    runai_project: str | None = None
+    node_type: str = ""  # an existing node type for the node-type variant (the suite never labels it)
+
+    @property
+    def may_create_namespaces(self) -> bool:
+        return self.runai_project is None
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -89,18 +97,25 @@ def local_target() -> ClusterTarget:
 
 
 def existing_target() -> ClusterTarget:
-    """Any cluster: KUBECONFIG, E2E_REGISTRY and E2E_HOST_ADDRESS; SCHEDULER=runai for a real Run:ai cluster."""
+    """Any cluster: KUBECONFIG, E2E_REGISTRY and E2E_HOST_ADDRESS; SCHEDULER=runai for a real Run:ai cluster.
+
+    E2E_RUNAI_PROJECT=<project> is a researcher's view: every run in the existing namespace runai-<project>,
+    with only the rights a project member has there (README: "A real Run:ai cluster").
+    """
     missing = [name for name in ("KUBECONFIG", "E2E_REGISTRY", "E2E_HOST_ADDRESS") if not os.environ.get(name)]
     if missing:
         raise RuntimeError(f"CLUSTER=existing needs {', '.join(missing)}: the kubeconfig, a registry this machine "
                            "pushes to and the cluster pulls from, and this machine's address as pods see it")
     registry = os.environ["E2E_REGISTRY"]
+    project = os.environ.get("E2E_RUNAI_PROJECT") or None
     return ClusterTarget(
-        name="existing", kubeconfig=Path(os.environ["KUBECONFIG"]), registry=registry,
+        name=f"existing (Run:ai project {project})" if project else "existing",
+        kubeconfig=Path(os.environ["KUBECONFIG"]), registry=registry,
         host_address=os.environ["E2E_HOST_ADDRESS"], base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"),
         runs_fake_scheduler=os.environ.get("SCHEDULER", "fake") != "runai",
         gpu_nodes=[n for n in os.environ.get("E2E_GPU_NODES", "").split(",") if n],
-        owns_registry=False, may_resize_gpus=False)
+        owns_registry=False, may_resize_gpus=False, runai_project=project,
+        may_label_nodes=project is None, node_type=os.environ.get("E2E_NODE_TYPE", ""))
 
 
 # kind, with kind's documented local registry (kind.sigs.k8s.io/docs/user/local-registry) ----------------

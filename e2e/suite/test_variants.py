@@ -68,7 +68,7 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
     assert pod["metadata"]["labels"]["priorityClassName"] == priority_class
     assert pod["spec"]["schedulerName"] == SCHEDULER_NAME
     if variant.answers.get("node_type"):
-        assert pod["spec"]["nodeSelector"] == {"run.ai/type": NODE_TYPE}
+        assert pod["spec"]["nodeSelector"] == {"run.ai/type": e2e.target.node_type or NODE_TYPE}
     if variant.answers.get("data_pvc"):
         mount = {"name": "data", "mountPath": "/data", "readOnly": True}
         assert mount in pod["spec"]["containers"][0]["volumeMounts"]
@@ -85,7 +85,7 @@ def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
             assert tags["device"] == "cpu", tags
         assert run.data.metrics["accuracy"] > 0.8
     if variant.answers.get("credentials_secret"):
-        assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == variant.answers["credentials_secret"]
+        assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == outcome.credentials_secret
     [container] = pod["status"]["containerStatuses"]
     assert container["state"]["terminated"]["exitCode"] == 0
     # make image builds for linux/amd64 (PLATFORM) and MLflow's project image inherits it.
