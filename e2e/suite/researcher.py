@@ -76,18 +76,19 @@ def create_project(api: KubeApi) -> None:
     wait_until(lambda: api.get(f"{base}/serviceaccounts")["items"], 60, f"ServiceAccounts in {NAMESPACE}")
 
 
-def researcher_kubeconfig(api: KubeApi, admin_kubeconfig: Path, path: Path) -> Path:
-    """The admin's cluster entry with the researcher's token: nothing of the admin's credentials."""
-    token = api.request("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{ACCOUNT}/token",
+def service_account_kubeconfig(api: KubeApi, admin_kubeconfig: Path, namespace: str, account: str,
+                               path: Path) -> Path:
+    """The admin's cluster entry with a ServiceAccount's token: nothing of the admin's credentials."""
+    token = api.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
                         body={"spec": {"expirationSeconds": 7200}})["status"]["token"]
     admin = yaml.safe_load(admin_kubeconfig.read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
     cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
     path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": ACCOUNT, "clusters": [cluster],
-        "users": [{"name": ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": ACCOUNT, "context": {"cluster": cluster["name"], "user": ACCOUNT,
-                                                  "namespace": NAMESPACE}}]}))
+        "apiVersion": "v1", "kind": "Config", "current-context": account, "clusters": [cluster],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account,
+                                                  "namespace": namespace}}]}))
     path.chmod(0o600)
     return path
 
@@ -177,7 +178,8 @@ def main(pytest_args: list[str]) -> int:
             create_project(api)
             label_node(api, node, NODE_TYPE)
             scheduler = start_scheduler(api, cluster.kubeconfig, work, report)
-            kubeconfig = researcher_kubeconfig(api, cluster.kubeconfig, work / "researcher.kubeconfig")
+            kubeconfig = service_account_kubeconfig(api, cluster.kubeconfig, NAMESPACE, ACCOUNT,
+                                                    work / "researcher.kubeconfig")
             before, inside_before = outside_state(api), inside_state(api)
             code = run_suite(cluster, kubeconfig, report, pytest_args)
             changed = differences(before, outside_state(api))

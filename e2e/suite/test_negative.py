@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from kube import wait_until
+from kube.venvs import project_venv
 
+from .researcher import service_account_kubeconfig
 from .runner import k8s_time, progress
 from .variants import Variant
 
@@ -102,3 +107,28 @@ def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):
                          for o in (a, b))
     [scheduled] = c.pod_events("Scheduled")
     assert k8s_time(scheduled["lastTimestamp"]) >= first_finished - 1, "share-c ran only after a half was free"
+
+
+def test_preflight_refuses_a_user_who_may_not_work_with_jobs(e2e, tmp_path):
+    """preflight asks the API server what this user may do in the namespace (SelfSubjectAccessReview),
+    which works for a researcher who cannot read the Namespace object."""
+    if not e2e.target.may_create_namespaces:
+        pytest.skip("creates a namespace and a ServiceAccount, which a researcher may not")
+    run = e2e.project_run(Variant("preflight-rights", {"gpu": "0"}))
+    project = run.bake()
+    run.prepare_namespace()
+    namespace = run.outcome.namespace
+    e2e.api.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body={"metadata": {"name": "nobody"}})
+    nobody = service_account_kubeconfig(e2e.api, e2e.target.kubeconfig, namespace, "nobody", tmp_path / "nobody")
+    python = project_venv(project, progress) / "bin" / "python"
+
+    def preflight_kubernetes(kubeconfig: Path) -> list[str]:
+        check = f"import json, preflight; print(json.dumps(preflight.check_kubernetes({{}}, {namespace!r})))"
+        result = subprocess.run([str(python), "-c", check], cwd=project, capture_output=True, text=True,
+                                env={**e2e.target.env(), "KUBECONFIG": str(kubeconfig)}, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    [refusal] = preflight_kubernetes(nobody)
+    assert f"You may not create jobs, get jobs/status, delete jobs in namespace {namespace!r}" in refusal
+    assert preflight_kubernetes(e2e.target.kubeconfig) == [], "the suite's own user may"
