@@ -26,8 +26,9 @@ def git(cwd: Path, *args: str) -> None:
 def template_copy(tmp_path: Path) -> Path:
     """The template as it is in this checkout (tracked files, current contents), as a git repository."""
     copy = tmp_path / "template"
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for name in tracked.splitlines():
+    # -z: names as they are (the per-framework trainer files have quotes in their names, which git would escape)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, tracked.split("\0")):
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
@@ -47,7 +48,7 @@ def test_cruft_update_applies_a_template_change_and_keeps_local_edits(tmp_path):
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "generated")
-    train = project / "train.py"
+    train = project / "trainer.py"
     train.write_text(train.read_text().replace("SEED = 42", "SEED = 7  # our own choice"))
     git(project, "commit", "-qam", "our edit")
 
