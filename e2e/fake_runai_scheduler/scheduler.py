@@ -136,9 +136,9 @@ class FakeRunaiScheduler:
             elif ours and not pod["metadata"].get("deletionTimestamp"):
                 pending.append((w, pod))
         self._forget(live_uids)
+        largest = max((n.gpu_memory_mib for n in snapshot.nodes.values()), default=0)
         for w, _ in pending:
             if w.gpu_memory_mib:  # until placed, as the least share it can take (on the largest device)
-                largest = max((n.gpu_memory_mib for n in snapshot.nodes.values()), default=0)
                 w.memory_share = w.gpu_memory_mib / largest if largest else 0.0
         pending.sort(key=lambda item: self._order(snapshot, item[0]))
         bound = 0
