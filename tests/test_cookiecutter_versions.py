@@ -5,13 +5,12 @@ pinned one writes; 1.x is refused before any question, leaving no folder.
 """
 
 import filecmp
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from kube.paths import cache_root
+from kube.venvs import cached_venv
 
 from .conftest import ROOT
 
@@ -22,15 +21,8 @@ ANSWERS = ["gpu=0.5", "large_shm=True", "workload_type=interactive", "max_preemp
 
 def cookiecutter_of_version(version: str) -> Path:
     """A venv with that cookiecutter, cached outside the repository like the other builds."""
-    cache = cache_root() / "venvs" / f"cookiecutter-{version}"
-    done = cache / ".complete"
-    key = hashlib.sha256(f"{sys.version_info[:2]}{version}".encode()).hexdigest()
-    if not done.exists() or done.read_text() != key:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(cache)], check=True)
-        subprocess.run([str(cache / "bin" / "python"), "-m", "pip", "install", "-q", f"cookiecutter=={version}"],
-                       check=True, capture_output=True)
-        done.write_text(key)
-    return cache / "bin" / "cookiecutter"
+    venv = cached_venv(f"cookiecutter-{version}", version, f"cookiecutter=={version}", say=lambda _: None)
+    return venv / "bin" / "cookiecutter"
 
 
 def generate(cookiecutter: Path | str, out: Path, *answers: str) -> subprocess.CompletedProcess:

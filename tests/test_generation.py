@@ -44,7 +44,8 @@ def test_generates_complete_project(bake, variant):
     assert result.exit_code == 0, result.exception
     project = result.project_path
     files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
-    assert files == EXPECTED_FILES
+    pytorch = variant.get("framework") == "pytorch"
+    assert files == EXPECTED_FILES | ({"requirements-torch.txt"} if pytorch else set())
     default_slug = "digits-cnn" if variant.get("framework") == "pytorch" else "diabetes-elasticnet"
     assert project.name == (variant.get("project_slug") or default_slug)
     for name in files:
@@ -70,9 +71,11 @@ def test_config_files_parse(bake, variant):
     assert mlproject["name"] == project.name
     answers = json.loads((project / ".runai-mlflow-answers.json").read_text())["cookiecutter"]
     assert set(answers) == ANSWER_KEYS
-    for line in (project / "requirements.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            assert re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[0-9][0-9A-Za-z.]*", line), f"unpinned requirement {line!r}"
+    for requirements in project.glob("requirements*.txt"):
+        for line in requirements.read_text().splitlines():
+            if line and not line.startswith(("#", "-r ")):
+                assert re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[0-9][0-9A-Za-z.]*", line), \
+                    f"unpinned requirement {line!r} in {requirements.name}"
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
@@ -143,3 +146,33 @@ def test_generated_readme_has_its_sections(bake, variant):
                 *(["## The training and its image"] if variant.get("framework") == "pytorch" else []),
                 "## When your job is preempted", "## Troubleshooting", "## Training data", "## Develop"]
     assert headings == expected
+
+
+def dockerfile_steps(project: Path) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = (project / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@pytest.mark.parametrize("framework", DEFAULTS["framework"])
+def test_environment_image_keeps_torch_in_a_layer_of_its_own(bake, framework):
+    """What keeps a pytorch `make image` (and its push) fast after the first: the several-GB torch layer is built
+    before any other pin is copied in, so changing one rebuilds only the small layer after it. Plain
+    instructions only (no RUN --mount): Kaniko, Podman and Docker's classic builder build it too."""
+    project = bake(framework=framework).project_path
+    steps = dockerfile_steps(project)
+    assert not [step for step in steps if "--mount" in step]
+    installs = [i for i, step in enumerate(steps) if "pip install" in step]
+    copies = {step.split()[1]: i for i, step in enumerate(steps) if step.startswith("COPY ")}
+    requirements = (project / "requirements.txt").read_text()
+    if framework == "pytorch":
+        [pin] = [line for line in (project / "requirements-torch.txt").read_text().splitlines()
+                 if line and not line.startswith("#")]
+        assert re.fullmatch(r"torch==[0-9][0-9.]*", pin), pin
+        assert "-r requirements-torch.txt" in requirements and "torch==" not in requirements
+        assert len(installs) == 2
+        assert copies["requirements-torch.txt"] < installs[0] < copies["requirements.txt"] < installs[1], steps
+        assert "requirements-torch.txt" in steps[installs[0]] and "requirements.txt" in steps[installs[1]]
+    else:
+        assert len(installs) == 1 and not (project / "requirements-torch.txt").exists()
+        assert copies["requirements.txt"] < installs[0]

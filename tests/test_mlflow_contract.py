@@ -141,7 +141,8 @@ def _check_framework(job, a, project):
     command = _container(job)["command"]
     if a["framework"] == "pytorch":
         assert "import torch" in trainer and "--lr" in command and "--workers" in command
-        assert "torch==" in (project / "requirements.txt").read_text()
+        assert "torch==" in (project / "requirements-torch.txt").read_text()
+        assert "-r requirements-torch.txt" in (project / "requirements.txt").read_text()
     else:
         assert "from sklearn.linear_model import SGDRegressor" in trainer and "--alpha" in command
         assert "torch" not in (project / "requirements.txt").read_text()

@@ -1,4 +1,4 @@
-"""make cluster-up / cluster-down / cluster-status: python -m local_cluster up|down|status."""
+"""make cluster-build / cluster-up / cluster-down / cluster-status: python -m local_cluster build|up|down|status."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .settings import ClusterSettings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_cluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
     parser.add_argument("--gpus", type=int, help="fake nvidia.com/gpu the node advertises (default 4)")
     args = parser.parse_args(argv)
     settings = ClusterSettings()
@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, gpus=args.gpus)
     cluster = LocalCluster(settings)
     try:
-        if args.command == "up":
+        if args.command == "build":
+            cluster.build()
+            print("cluster binaries and root filesystem built (cached)")
+        elif args.command == "up":
             cluster.up()
             print(cluster.usage())
         elif args.command == "down":

@@ -88,6 +88,13 @@ class LocalCluster:
             f"{s.gpus} fake GPUs on node {s.node_name}")
         return self
 
+    def build(self) -> None:
+        """Only the caches `up` would build (Go binaries, the root filesystem): no service started, nothing to undo.
+
+        Lets a cold machine build them beside other work (CI runs it beside the template tests)."""
+        ensure_binaries(self.settings)
+        images.ensure_python_rootfs(self.settings)
+
     def down(self) -> None:
         for part in reversed(self.steps()):
             if part.down:

@@ -79,12 +79,18 @@ def registry_ready(settings: ClusterSettings) -> bool:
         return False
 
 
+def registry_storage(settings: ClusterSettings) -> Path:
+    """The registry's blobs are a cache, kept by `down` like the binaries: a 6 GB pytorch environment
+    image is compressed and pushed once per machine, not once per cluster (gzip on one core takes minutes)."""
+    return settings.cache_dir / "registry"
+
+
 def ensure_registry(settings: ClusterSettings) -> None:
     if registry_ready(settings):
         return
     with step(f"start registry on {settings.registry}"):
         daemon = registry(settings)
-        storage = settings.state_dir.parent / "registry"
+        storage = registry_storage(settings)
         storage.mkdir(parents=True, exist_ok=True)
         config = services_dir(settings) / "registry.yml"
         config.parent.mkdir(parents=True, exist_ok=True)
@@ -130,32 +136,39 @@ def _image_label(reference: str, label: str) -> str:
     return result.stdout.strip()
 
 
+def ensure_python_rootfs(settings: ClusterSettings) -> Path:
+    """Debian bookworm with python3 from debootstrap: a cache, built once per machine (no Docker needed)."""
+    rootfs = settings.cache_dir / "rootfs" / "bookworm-python3"
+    if (rootfs / "usr/bin/python3").exists():
+        return rootfs
+    say("debootstrap Debian bookworm with python3 (about 1 min, cached afterwards)")
+    with step("debootstrap bookworm"):
+        partial = rootfs.with_name(rootfs.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        log = settings.cache_dir / "build-logs" / "debootstrap.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as out:
+            result = subprocess.run(
+                ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
+                 "bookworm", str(partial), DEBIAN_MIRROR], stdout=out, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            raise ClusterError("debootstrap failed", log)
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (partial / leftover).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        shutil.rmtree(rootfs, ignore_errors=True)
+        partial.rename(rootfs)
+    return rootfs
+
+
 def ensure_python_base_image(settings: ClusterSettings) -> str:
     """The offline base image; rebuilt only when missing or when the host CA bundle changed."""
     digest = _ca_digest()
     if image_exists(PYTHON_BASE_IMAGE) and _image_label(PYTHON_BASE_IMAGE, "runai-mlflow.ca") == digest:
         return PYTHON_BASE_IMAGE
-    rootfs = settings.cache_dir / "rootfs" / "bookworm-python3"
-    if not (rootfs / "usr/bin/python3").exists():
-        say("debootstrap Debian bookworm with python3 (about 1 min, cached afterwards)")
-        with step("debootstrap bookworm"):
-            partial = rootfs.with_name(rootfs.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            log = settings.cache_dir / "build-logs" / "debootstrap.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "w") as out:
-                result = subprocess.run(
-                    ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
-                     "bookworm", str(partial), DEBIAN_MIRROR], stdout=out, stderr=subprocess.STDOUT)
-            if result.returncode != 0:
-                raise ClusterError("debootstrap failed", log)
-            for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
-                for path in (partial / leftover).glob("*"):
-                    if path.is_file():
-                        path.unlink()
-            shutil.rmtree(rootfs, ignore_errors=True)
-            partial.rename(rootfs)
+    rootfs = ensure_python_rootfs(settings)
     with step(f"docker import {PYTHON_BASE_IMAGE}"):
         shutil.copy2(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
         changes = [f"ENV {key}={value}" for key, value in BASE_ENV.items()]

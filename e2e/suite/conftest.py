@@ -1,4 +1,4 @@
-"""Fixtures of the e2e suite (CLUSTER=kind|local|existing): the session, the matrix, and node capacity.
+"""Fixtures of the e2e suite (CLUSTER=kind|local|existing): the session, the concurrent runs, node capacity.
 
 Everything the suite creates is removed at the end, also on failure or Ctrl-C, and the suite then
 asserts that nothing is left. The session itself lives in session.py.
@@ -15,10 +15,11 @@ import pytest
 from kube.nodes import advertise_fake_gpus, advertised_gpus
 from kube.paths import REPO_ROOT
 
-from .runner import Outcome, progress
+from .progress import progress
+from .runner import Outcome
 from .session import E2ESession
 from .targets import TargetSetupError
-from .variants import MATRIX
+from .variants import FAILING, MATRIX
 
 PHASES = ["bake", "env image", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
 SESSION_KEY = pytest.StashKey[E2ESession]()
@@ -52,15 +53,19 @@ def e2e(request, tmp_path_factory) -> E2ESession:
 
 
 @pytest.fixture(scope="session")
-def matrix(e2e) -> dict[str, Outcome]:
-    """The whole option matrix, run concurrently (E2E_JOBS at a time) on one cluster."""
+def concurrent_runs(e2e) -> dict[str, Outcome]:
+    """The whole option matrix and the runs that must fail, run concurrently (E2E_JOBS at a time) on one cluster.
+
+    Each is a project of its own with its own queue, so none waits for another's outcome.
+    """
     started = time.monotonic()
     # In one Run:ai project's queue, a run of higher priority (interactive, build-preemptible) preempts a
     # train run when the GPUs are taken, as Run:ai does: there the variants run one at a time.
     jobs = int(os.environ.get("E2E_JOBS", "1" if e2e.target.runai_project else "3"))
-    outcomes = e2e.run_all(MATRIX, jobs)
-    progress(f"matrix of {len(MATRIX)} variants ran in {time.monotonic() - started:.0f}s")
-    (e2e.report_dir / "matrix-seconds.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+    outcomes = e2e.run_all(MATRIX + FAILING, jobs)
+    seconds = time.monotonic() - started
+    progress(f"matrix of {len(MATRIX)} variants and {len(FAILING)} failing runs ran in {seconds:.0f}s")
+    (e2e.report_dir / "matrix-seconds.txt").write_text(f"{seconds:.1f}\n")
     return outcomes
 
 

@@ -20,6 +20,6 @@ def _to_terminal(line: str) -> None:
 
 
 def pytest_configure(config) -> None:
-    from suite import runner
+    from suite import progress
 
-    runner.progress_sink = _to_terminal
+    progress.sink = _to_terminal

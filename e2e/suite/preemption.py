@@ -9,15 +9,18 @@ with Run:ai's reason, then leaves; the replacement runs and `make run` ends.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 from kube import ApiError, wait_until
 
-from .runner import Outcome, ProjectRun, progress
+from .progress import progress
+from .runner import Outcome, ProjectRun
 
 HOLDER_NAME = "gpu-holder"
 
@@ -45,6 +48,30 @@ class Preemption:
     @property
     def resume_seconds(self) -> float:
         return self.resumed_at - self.capacity_freed_at
+
+    def figures(self, epochs_redone: float) -> dict:
+        """What this preemption cost the run, as the preemption benchmark prints it."""
+        o = self.outcome
+        ended = o.phases["_run_started"] + o.phases["mlflow run"]
+        return {"checkpoint_every": int(o.variant.params["checkpoint_every"]), "stopped_at": self.epoch_at_preemption,
+                "epochs_redone": epochs_redone, "freed_to_running": self.resume_seconds,
+                "running_to_done": ended - self.resumed_at, "mlflow_run": o.phases["mlflow run"]}
+
+
+FIGURES_FILE = "preemption-figures.json"
+
+
+def record_figures(report_dir: Path, setting: str, figures: dict) -> None:
+    """Keep a preemption's figures in the e2e report: the benchmark prints them instead of preempting again."""
+    record = report_dir / FIGURES_FILE
+    rows = json.loads(record.read_text()) if record.exists() else {}
+    rows[setting] = figures
+    record.write_text(json.dumps(rows, indent=2))
+
+
+def recorded_figures(report_dir: Path) -> dict:
+    record = report_dir / FIGURES_FILE
+    return json.loads(record.read_text()) if record.exists() else {}
 
 
 def holder_pod(project: str, image: str, scheduler_name: str, priority_class: str | None) -> dict:

@@ -6,7 +6,6 @@ the environment and make variables, exactly as a user would pass them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,7 +13,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,26 +22,15 @@ from kube import ApiError, KubeApi, wait_until
 from kube.paths import REPO_ROOT
 from kube.venvs import project_venv
 
+from . import images
 from .data_claim import create_data_claim, delete_data_volume
+from .progress import progress
 from .targets import ClusterTarget
 from .variants import NODE_TYPE, Variant
 
-_image_lock = threading.Lock()  # identical env images: build once, then the layer cache serves the rest
-_progress_lock = threading.Lock()
+_image_locks: dict[str, threading.Lock] = {}  # per environment: one builds it, then its layer cache serves the rest
+_image_locks_guard = threading.Lock()
 _bake_lock = threading.Lock()  # cookiecutter changes the process's working directory while it generates
-
-
-def _print_to_stderr(line: str) -> None:
-    print(line, file=sys.__stderr__, flush=True)
-
-
-# Where progress lines go; the live_progress plugin sends them past pytest's output capture.
-progress_sink = _print_to_stderr
-
-
-def progress(message: str) -> None:
-    with _progress_lock:
-        progress_sink(f"[e2e {time.strftime('%H:%M:%S')}] {message}")
 
 
 def k8s_time(stamp: str | None) -> float | None:
@@ -143,13 +130,20 @@ class ProjectRun:
 
     def build_env_image(self, project: Path) -> None:
         started = time.monotonic()
-        with _image_lock:
+        with _image_locks_guard:
+            lock = _image_locks.setdefault(images.cache_tag(project), threading.Lock())
+        with lock:  # different environments (sklearn, pytorch) build side by side
+            first = not images.build_cached(project)
             code, output = self._make(project, "image", "make-image.log", self.target.env(), 1200,
                                       f"DOCKER_BUILD_ARGS={self.target.docker_build_args}")
-        self.outcome.phases["env image"] = time.monotonic() - started
+            seconds = time.monotonic() - started
+        self.outcome.phases["env image"] = seconds
         if code != 0:
             raise RuntimeError(f"make image failed:\n{output[-3000:]}")
-        keep_build_cache(project)
+        if first:
+            images.record_first_build(self.variant.answers.get("framework", "sklearn"), seconds,
+                                      images.environment_image(project))
+        images.keep_build_cache(project)
 
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
@@ -237,10 +231,10 @@ class ProjectRun:
         if self.variant.answers.get("data_pvc"):
             delete_data_volume(self.api, o.namespace)
         for repository in (o.slug, f"{o.slug}-env"):
-            for image in images_of(f"{self.target.registry}/{repository}"):
+            for image in images.images_of(f"{self.target.registry}/{repository}"):
                 subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
             if self.target.owns_registry:
-                delete_registry_repository(self.target.registry, repository)
+                images.delete_registry_repository(self.target.registry, repository)
 
     def _delete(self, path: str) -> None:
         try:
@@ -275,51 +269,3 @@ class ProjectRun:
             except Exception as err:  # noqa: BLE001
                 progress(f"{self.variant.id}: could not save diagnostics: {err}")
         return o
-
-
-CACHE_REPOSITORY = "runai-mlflow-cache/env"
-
-
-def keep_build_cache(project: Path) -> None:
-    """Tag the environment image by its inputs so its layers (the pip install) survive the session's cleanup.
-
-    A build cache, like ~/.cache: it is never pushed, and the next session's `make image` reuses it.
-    """
-    inputs = "".join((project / name).read_text() for name in ("Dockerfile", "requirements.txt"))
-    env_image = next(line.split(":", 1)[1].strip() for line in (project / "MLproject").read_text().splitlines()
-                     if line.strip().startswith("image:"))
-    tag = hashlib.sha256(inputs.encode()).hexdigest()[:16]
-    subprocess.run(["docker", "tag", env_image, f"{CACHE_REPOSITORY}:{tag}"], capture_output=True)
-
-
-def images_of(repository: str) -> list[str]:
-    out = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
-                         capture_output=True, text=True).stdout.split()
-    return [image for image in out if not image.endswith(":<none>")]
-
-
-MANIFEST_TYPES = ", ".join(["application/vnd.docker.distribution.manifest.v2+json",
-                            "application/vnd.oci.image.manifest.v1+json",
-                            "application/vnd.docker.distribution.manifest.list.v2+json",
-                            "application/vnd.oci.image.index.v1+json"])
-
-
-def registry_tags(registry: str, repository: str) -> list[str]:
-    try:
-        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=5) as response:
-            return json.loads(response.read()).get("tags") or []
-    except OSError:
-        return []
-
-
-def delete_registry_repository(registry: str, repository: str) -> None:
-    for tag in registry_tags(registry, repository):
-        head = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
-                                      headers={"Accept": MANIFEST_TYPES})
-        try:
-            with urllib.request.urlopen(head, timeout=5) as response:
-                digest = response.headers["Docker-Content-Digest"]
-            urllib.request.urlopen(urllib.request.Request(
-                f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"), timeout=5).close()
-        except OSError:
-            pass

@@ -18,7 +18,9 @@ from fake_runai_scheduler.config import Queue, Quota
 from kube import KubeApi
 
 from .data_claim import leftover_volumes
-from .runner import Outcome, ProjectRun, images_of, progress, registry_tags
+from .images import images_of, registry_tags
+from .progress import progress
+from .runner import Outcome, ProjectRun
 from .targets import select_target
 from .tracking import TrackingServer
 from .variants import NODE_TYPE, Variant
@@ -60,9 +62,9 @@ class E2ESession:
             self.labelled_nodes.append(node)
         return self
 
-    def project_run(self, variant: Variant, deadline: int = 600) -> ProjectRun:
+    def project_run(self, variant: Variant) -> ProjectRun:
         run = ProjectRun(variant, self.target, self.api, self.tracking.uri, self.id, self.work_dir / variant.id,
-                         self.report_dir, SCHEDULER_NAME, deadline)
+                         self.report_dir, SCHEDULER_NAME, variant.deadline)
         if self.scheduler:
             self.scheduler.add_queue(Queue(run.outcome.project, Quota(variant.gpu_quota, variant.gpu_limit)))
         self.runs.append(run)
@@ -70,6 +72,8 @@ class E2ESession:
 
     def cannot_run(self, variant: Variant) -> str | None:
         """Why this target cannot run the variant, or None."""
+        if variant.needs_fake_scheduler and not self.scheduler:
+            return "needs the fake scheduler's queues (SCHEDULER=runai uses the cluster's own)"
         if variant.answers.get("data_pvc") and self.target.node_files is None:
             return (f"makes a local PersistentVolume with files on a node, which the {self.target.name} target "
                     "does not allow")
@@ -79,7 +83,10 @@ class E2ESession:
         return None
 
     def run_all(self, variants: list[Variant], jobs: int) -> dict[str, Outcome]:
-        runs = [self.project_run(v) for v in variants if not self.cannot_run(v)]
+        # Longest first: a pytorch environment (several GB to build, push and pull on a cold machine) then
+        # overlaps the short runs instead of starting last.
+        ordered = sorted(variants, key=lambda v: v.answers.get("framework") != "pytorch")
+        runs = [self.project_run(v) for v in ordered if not self.cannot_run(v)]
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             outcomes = list(pool.map(lambda r: r.execute(), runs))
         return {o.variant.id: o for o in outcomes}

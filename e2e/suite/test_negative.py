@@ -5,31 +5,30 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from kube import wait_until
 from kube.venvs import project_venv
 
+from .progress import progress
 from .researcher import service_account_kubeconfig
-from .runner import k8s_time, progress
-from .variants import Variant
+from .runner import k8s_time
+from .variants import BAD_PARAMETER, OUT_OF_MEMORY, OVER_QUOTA, Variant
 
 pytestmark = pytest.mark.e2e
 
 
-def run_one(e2e, variant: Variant, deadline: int = 600):
-    return e2e.project_run(variant, deadline).execute()
+def outcome_of(e2e, concurrent_runs, variant: Variant):
+    """A failing run made alongside the matrix (conftest.concurrent_runs)."""
+    if e2e.cannot_run(variant):
+        pytest.skip(e2e.cannot_run(variant))
+    return concurrent_runs[variant.id]
 
 
-def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e):
-    if not e2e.scheduler:
-        pytest.skip("needs the fake scheduler's queues (SCHEDULER=runai uses the cluster's own)")
-    variant = Variant("over-quota", {"gpu": "1", "workload_type": "interactive"}, expect_success=False, gpu_quota=0)
-    started = time.monotonic()
-    outcome = run_one(e2e, variant, deadline=45)
-    assert time.monotonic() - started < 300, "mlflow run must end at the Job's deadline, not hang"
+def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e, concurrent_runs):
+    outcome = outcome_of(e2e, concurrent_runs, OVER_QUOTA)
+    assert outcome.phases["mlflow run"] < 300, "mlflow run must end at the Job's deadline, not hang"
     assert outcome.exit_code not in (0, None), outcome.output[-2000:]
     assert outcome.run.info.status == "FAILED"
     [message] = {e["message"] for e in outcome.pod_events("Unschedulable")}
@@ -54,20 +53,18 @@ def failed_at_once(outcome) -> dict:
     return pod["status"]["containerStatuses"][0]["state"]["terminated"]
 
 
-def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e):
-    variant = Variant("bad-parameter", {"gpu": "0"}, params={"l1_ratio": "2"}, expect_success=False)
-    outcome = run_one(e2e, variant)
+def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e, concurrent_runs):
+    outcome = outcome_of(e2e, concurrent_runs, BAD_PARAMETER)
     terminated = failed_at_once(outcome)
     assert terminated["exitCode"] == 2  # argparse's usage error
     [pod] = outcome.pods
-    log = (e2e.report_dir / variant.id / f"{pod['metadata']['name']}.log").read_text()
+    log = (e2e.report_dir / BAD_PARAMETER.id / f"{pod['metadata']['name']}.log").read_text()
     assert "--l1-ratio must be between 0 and 1, got 2.0" in log
 
 
-def test_out_of_memory_fails_the_run_at_once(e2e):
+def test_out_of_memory_fails_the_run_at_once(e2e, concurrent_runs):
     """An OOM kill (137) is a bug to fix, not a preemption to ride out."""
-    variant = Variant("oom", {"gpu": "0", "memory_request": "32Mi", "memory_limit": "64Mi"}, expect_success=False)
-    terminated = failed_at_once(run_one(e2e, variant))
+    terminated = failed_at_once(outcome_of(e2e, concurrent_runs, OUT_OF_MEMORY))
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled"), terminated
 
 

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 from fake_runai_scheduler.config import Queue, Quota
 
-from .preemption import Holder, Preemption, preempt_midway
+from .preemption import Holder, Preemption, preempt_midway, record_figures
 from .variants import Variant
 
 pytestmark = pytest.mark.e2e
@@ -63,8 +63,10 @@ def assert_evicted(p: Preemption, says: str) -> None:
     assert evictions and says in evictions[0]["message"], (p.evicted_pod, events[-1:])
 
 
-def assert_resumed_and_finished(e2e, p: Preemption, counted: int) -> None:
-    """mlflow run exited 0, the run FINISHED with every epoch once, and the Job replaced the pod once."""
+def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_setting: str = "") -> None:
+    """mlflow run exited 0, the run FINISHED with every epoch once, and the Job replaced the pod once.
+
+    benchmark_setting: the preemption benchmark's name for this case, which then prints its figures."""
     o = p.outcome
     assert not o.error and o.exit_code == 0, describe(p)
     run = o.run
@@ -88,6 +90,8 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int) -> None:
     [pod] = o.pods
     assert pod["metadata"]["name"] == p.replacement_pod
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    if benchmark_setting:
+        record_figures(e2e.report_dir, benchmark_setting, p.figures(run.data.metrics["epochs_redone"]))
 
 
 def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
@@ -97,7 +101,7 @@ def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
         p = preempt(e2e, variant, Holder("build"))
     assert_evicted(p, "was preempted by higher priority workload")
     assert "quota has reached the allowable limit of GPUs" in p.replacement_waited, p.replacement_waited
-    assert_resumed_and_finished(e2e, p, counted=0)
+    assert_resumed_and_finished(e2e, p, counted=0, benchmark_setting="condition")
 
 
 def test_preempted_pytorch_training_resumes_from_its_checkpoint(e2e):
@@ -117,7 +121,7 @@ def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e
     with eviction_condition(e2e, False):
         p = preempt(e2e, variant, Holder("build"))
     assert_evicted(p, "was preempted by higher priority workload")
-    assert_resumed_and_finished(e2e, p, counted=1)
+    assert_resumed_and_finished(e2e, p, counted=1, benchmark_setting="delete-only")
 
 
 def test_reclaimed_by_another_project_resumes_when_capacity_returns(e2e, one_gpu_node):

@@ -17,10 +17,10 @@ def describe(outcome) -> str:
 
 
 @pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
-def test_variant_runs_end_to_end(matrix, e2e, variant, timed_assertions):
+def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions):
     if e2e.cannot_run(variant):
         pytest.skip(e2e.cannot_run(variant))
-    outcome = matrix[variant.id]
+    outcome = concurrent_runs[variant.id]
     timed_assertions["outcome"] = outcome
     assert not outcome.error, describe(outcome)
     assert outcome.exit_code == 0, describe(outcome)

@@ -37,6 +37,8 @@ class Variant:
     expect_success: bool = True
     gpu_quota: float = 4
     gpu_limit: float = -1  # -1: unlimited (a preemptible job may use idle GPUs over its quota)
+    deadline: int = 600  # the Job's activeDeadlineSeconds (an answer)
+    needs_fake_scheduler: bool = False  # sets a queue's quota, which only the suite's own scheduler takes
 
     @property
     def framework(self) -> Framework:
@@ -98,3 +100,10 @@ MATRIX = [
     # A claim the suite makes (a local PersistentVolume) with a CSV in it; -P data_file trains on it.
     Variant("data-pvc", {"gpu": "0", "data_pvc": DATA_CLAIM}, params={"data_file": DATA_FILE}),
 ]
+
+# Runs that must fail, each for its own reason, each in a project of its own: they run alongside the matrix.
+OVER_QUOTA = Variant("over-quota", {"gpu": "1", "workload_type": "interactive"}, expect_success=False, gpu_quota=0,
+                     deadline=45, needs_fake_scheduler=True)
+BAD_PARAMETER = Variant("bad-parameter", {"gpu": "0"}, params={"l1_ratio": "2"}, expect_success=False)
+OUT_OF_MEMORY = Variant("oom", {"gpu": "0", "memory_request": "32Mi", "memory_limit": "64Mi"}, expect_success=False)
+FAILING = [OVER_QUOTA, BAD_PARAMETER, OUT_OF_MEMORY]

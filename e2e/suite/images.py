@@ -1,0 +1,100 @@
+"""Environment images and the registry: the build cache that outlives a session, and cleaning up what a run pushed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from kube.paths import cache_root
+
+CACHE_REPOSITORY = "runai-mlflow-cache/env"
+FIRST_BUILDS = "image-first-builds.json"  # in the cache: what a user's first `make image` costs, per framework
+
+
+def environment_image(project: Path) -> str:
+    """The image MLproject names (what `make image` builds)."""
+    return next(line.split(":", 1)[1].strip() for line in (project / "MLproject").read_text().splitlines()
+                if line.strip().startswith("image:"))
+
+
+def cache_tag(project: Path) -> str:
+    """The build cache's tag for this project's environment: a digest of what the image is built from."""
+    inputs = [project / "Dockerfile", *sorted(p for p in project.glob("requirements*.txt") if p.name !=
+                                              "requirements-dev.txt")]
+    digest = hashlib.sha256("".join(path.read_text() for path in inputs).encode()).hexdigest()[:16]
+    return f"{CACHE_REPOSITORY}:{digest}"
+
+
+def image_exists(reference: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode == 0
+
+
+def build_cached(project: Path) -> bool:
+    """Whether an earlier session built this environment on this machine (its layers are still there)."""
+    return image_exists(cache_tag(project))
+
+
+def keep_build_cache(project: Path) -> None:
+    """Tag the environment image by its inputs so its layers (the pip install) survive the session's cleanup.
+
+    A build cache, like ~/.cache: it is never pushed, and the next session's `make image` reuses it.
+    """
+    subprocess.run(["docker", "tag", environment_image(project), cache_tag(project)], capture_output=True)
+
+
+def image_size(reference: str) -> int:
+    return int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", reference], check=True,
+                              capture_output=True, text=True).stdout)
+
+
+def record_first_build(framework: str, seconds: float, reference: str) -> None:
+    """Keep what the machine's first build of an environment cost: the benchmark prints it instead of building
+    a several-GB image again (as bench-cluster does for the Go builds)."""
+    record = cache_root() / FIRST_BUILDS
+    builds = json.loads(record.read_text()) if record.exists() else {}
+    builds[framework] = {"seconds": round(seconds, 1), "bytes": image_size(reference),
+                         "date": time.strftime("%Y-%m-%d %H:%M")}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(builds, indent=2))
+
+
+def first_builds() -> dict:
+    record = cache_root() / FIRST_BUILDS
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
+def images_of(repository: str) -> list[str]:
+    out = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
+                         capture_output=True, text=True).stdout.split()
+    return [image for image in out if not image.endswith(":<none>")]
+
+
+MANIFEST_TYPES = ", ".join(["application/vnd.docker.distribution.manifest.v2+json",
+                            "application/vnd.oci.image.manifest.v1+json",
+                            "application/vnd.docker.distribution.manifest.list.v2+json",
+                            "application/vnd.oci.image.index.v1+json"])
+
+
+def registry_tags(registry: str, repository: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=5) as response:
+            return json.loads(response.read()).get("tags") or []
+    except OSError:
+        return []
+
+
+def delete_registry_repository(registry: str, repository: str) -> None:
+    for tag in registry_tags(registry, repository):
+        head = urllib.request.Request(f"http://{registry}/v2/{repository}/manifests/{tag}", method="HEAD",
+                                      headers={"Accept": MANIFEST_TYPES})
+        try:
+            with urllib.request.urlopen(head, timeout=5) as response:
+                digest = response.headers["Docker-Content-Digest"]
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://{registry}/v2/{repository}/manifests/{digest}", method="DELETE"), timeout=5).close()
+        except OSError:
+            pass
