@@ -22,20 +22,33 @@ def environment_image(project: Path) -> str:
 
 
 def cache_tag(project: Path) -> str:
-    """The build cache's tag for this project's environment: a digest of what the image is built from."""
+    """The build cache's tag for this project's environment: a digest of what the image is built from.
+
+    Comments are left out: the Dockerfile's first line names the project, and each session has its own slug.
+    """
     inputs = [project / "Dockerfile", *sorted(p for p in project.glob("requirements*.txt") if p.name !=
                                               "requirements-dev.txt")]
-    digest = hashlib.sha256("".join(path.read_text() for path in inputs).encode()).hexdigest()[:16]
-    return f"{CACHE_REPOSITORY}:{digest}"
+    text = "".join(line for path in inputs for line in path.read_text().splitlines(keepends=True)
+                   if not line.lstrip().startswith("#"))
+    return f"{CACHE_REPOSITORY}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def image_exists(reference: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode == 0
 
 
-def build_cached(project: Path) -> bool:
-    """Whether an earlier session built this environment on this machine (its layers are still there)."""
-    return image_exists(cache_tag(project))
+def installed_requirements(build_output: str) -> bool:
+    """Whether a `make image` ran its pip install steps instead of taking them from the layer cache.
+
+    Docker's classic builder follows a cached step with "Using cache", BuildKit with "CACHED".
+    """
+    lines = build_output.splitlines()
+    for i, line in enumerate(lines):
+        if "pip install" in line and ("Step " in line or line.startswith("#")):
+            following = next((later for later in lines[i + 1:] if later.strip()), "")
+            if "Using cache" not in following and "CACHED" not in following:
+                return True
+    return False
 
 
 def keep_build_cache(project: Path) -> None:

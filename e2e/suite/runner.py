@@ -133,14 +133,13 @@ class ProjectRun:
         with _image_locks_guard:
             lock = _image_locks.setdefault(images.cache_tag(project), threading.Lock())
         with lock:  # different environments (sklearn, pytorch) build side by side
-            first = not images.build_cached(project)
             code, output = self._make(project, "image", "make-image.log", self.target.env(), 1200,
                                       f"DOCKER_BUILD_ARGS={self.target.docker_build_args}")
             seconds = time.monotonic() - started
         self.outcome.phases["env image"] = seconds
         if code != 0:
             raise RuntimeError(f"make image failed:\n{output[-3000:]}")
-        if first:
+        if images.installed_requirements(output):  # no layer cache: what a user's first `make image` costs
             images.record_first_build(self.variant.answers.get("framework", "sklearn"), seconds,
                                       images.environment_image(project))
         images.keep_build_cache(project)
