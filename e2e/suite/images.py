@@ -33,10 +33,6 @@ def cache_tag(project: Path) -> str:
     return f"{CACHE_REPOSITORY}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def image_exists(reference: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode == 0
-
-
 def installed_requirements(build_output: str) -> bool:
     """Whether a `make image` ran its pip install steps instead of taking them from the layer cache.
 
