@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
+from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
 
 from hooks.pre_gen_project import YES_NO_FIELDS, parse_gpu, validate
 
-from .conftest import DEFAULTS, ROOT
+from .conftest import ROOT
 
 # (answers, field named in the message, words of the rule)
 BAD_ANSWERS = [
@@ -60,7 +62,8 @@ BAD_ANSWERS = [
     ({"gpu_memory": "4G"}, "gpu_memory", "whole number of MiB"),
     ({"gpu_memory": "0"}, "gpu_memory", "whole number of MiB"),
     ({"gpu_memory": "4096", "gpu": "0.5"}, "gpu", "must be 1 when gpu_memory is set"),
-    ({"gpu_memory": "4096", "scheduler_name": "default-scheduler"}, "gpu_memory", "needs the Run:ai scheduler"),
+    ({"gpu": "1", "gpu_memory": "4096", "scheduler_name": "default-scheduler"}, "gpu_memory",
+     "needs the Run:ai scheduler"),
     ({"gpu_devices": "0"}, "gpu_devices", "from 1 to 16"),
     ({"gpu_devices": "2"}, "gpu_devices", "unless gpu is a fraction or gpu_memory is set"),
     ({"gpu_devices": "17", "gpu": "0.5"}, "gpu_devices", "from 1 to 16"),
@@ -79,11 +82,10 @@ BAD_ANSWERS = [
 
 
 def answers_with(**changes):
-    answers = {key: (value[0] if isinstance(value, list) else value) for key, value in DEFAULTS.items()
+    """The defaults as cookiecutter renders them (for the first framework), with `changes`."""
+    context = generate_context(str(ROOT / "cookiecutter.json"))
+    answers = {key: value for key, value in prompt_for_config(context, no_input=True).items()
                if not key.startswith("_")}
-    # The defaults cookiecutter renders from other answers, as it renders them for the first framework.
-    answers.update(project_name="Diabetes ElasticNet", project_slug="diabetes-elasticnet", description="Predict.",
-                   large_shm="no", priority_class="train", image_repository="registry.example.com/team-a/diabetes")
     answers.update(changes)
     return answers
 

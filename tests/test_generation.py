@@ -20,7 +20,8 @@ EXPECTED_FILES = {
     ".github/workflows/ci.yml",
     "Dockerfile", "MLproject", "Makefile", "README.md", "kubernetes_config.json",
     "kubernetes_job_template.yaml", "preflight.py", "requirements.txt", "requirements-dev.txt", "ruff.toml",
-    "train.py", "trainer.py", "checkpoint.py", "preemption.py", "why_failed.py", "tests/test_train.py",
+    "train.py", "trainer.py", "loop.py", "checkpoint.py", "preemption.py", "retry.py", "resume.py", "why_failed.py",
+    "tests/test_train.py",
 }
 LEFTOVER_JINJA = re.compile(r"{{\s*cookiecutter|{%|%}|{#")
 

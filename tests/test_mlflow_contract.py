@@ -38,10 +38,11 @@ def render_job(project_dir, monkeypatch, parameters=None):
 
 
 # Preempted or evicted pods (DisruptionTarget) are replaced and never counted; an exit other than
-# SIGTERM's 143 fails the Job at once; a bare SIGTERM exit falls through to Count (backoffLimit).
+# SIGTERM's 143 or an unreachable tracking server's 75 fails the Job at once; those two fall through
+# to Count (backoffLimit).
 PREEMPTION_POLICY = {"rules": [
     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-    {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [143]}},
+    {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [75, 143]}},
 ]}
 
 
@@ -59,10 +60,11 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     [container] = pod_spec(job)["containers"]
     assert container["name"] == project.name
     assert container["image"].endswith("@" + DIGEST)
-    model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--epochs", "30"] if pytorch
-                  else ["--alpha", "0.1", "--l1-ratio", "0.5", "--epochs", "100"])
-    assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10", "--data-file",
-                                    "none"]
+    model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--seed", "42", "--epochs", "30"]
+                  if pytorch else ["--alpha", "0.1", "--l1-ratio", "0.5", "--batch-size", "32", "--seed", "42",
+                                   "--epochs", "100"])
+    assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10",
+                                    "--checkpoint-minutes", "10", "--log-every", "100", "--data-file", "none"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == POD_TRACKING_URI
     assert [item["name"] for item in container["env"]].count("MLFLOW_TRACKING_URI") == 1
@@ -233,11 +235,13 @@ def test_longest_slug_fits_job_name_limit(bake, monkeypatch):
 
 
 def test_entry_point_parameters_reach_the_command(bake, monkeypatch):
-    """epochs and checkpoint_every are real parameters: tests make runs longer with them, not with switches."""
-    job = render_job(bake().project_path, monkeypatch, {"epochs": "3000", "checkpoint_every": "1"})
+    """epochs, checkpoints, seed and progress are real parameters: tests shape runs with them, not with switches."""
+    given = {"epochs": "3000", "checkpoint_every": "1", "checkpoint_minutes": "0.5", "seed": "7", "log_every": "5",
+             "batch_size": "4"}
+    job = render_job(bake().project_path, monkeypatch, given)
     command = pod_spec(job)["containers"][0]["command"]
-    assert command[command.index("--epochs") + 1] == "3000"
-    assert command[command.index("--checkpoint-every") + 1] == "1"
+    for name, value in given.items():
+        assert command[command.index("--" + name.replace("_", "-")) + 1] == value, name
 
 
 @pytest.mark.parametrize(("workload_type", "priority_class"), [("train", "train"), ("interactive", "build")])

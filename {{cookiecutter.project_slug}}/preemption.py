@@ -1,4 +1,4 @@
-"""Turn SIGTERM into a request to stop after the current step, so a preempted pod saves its work.
+"""Turn SIGTERM into a request to stop after the current step, and name the exit codes the Job template knows.
 
 Run:ai preempts `train` workloads by deleting their pods: Kubernetes sends SIGTERM, waits
 terminationGracePeriodSeconds, then sends SIGKILL. `mlflow run` makes this program the container's
@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 
-# 128 + SIGTERM: the exit code the Job template's podFailurePolicy lets the Job retry.
+# 128 + SIGTERM: stopped on request with the progress saved. The Job replaces the pod, which resumes.
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+# EX_TEMPFAIL: the tracking server stayed unreachable. The Job replaces the pod, counted against backoffLimit.
+TRANSIENT_EXIT_CODE = 75
 
 
 class Preempted(Exception):
@@ -23,10 +26,11 @@ class Preempted(Exception):
 
 
 class StopRequest:
-    """Remembers that SIGTERM arrived; the training loop checks it between epochs."""
+    """Remembers that SIGTERM arrived, and when; the training loop checks it after every step."""
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.at: float | None = None  # time.monotonic() of the first signal
 
     def install(self) -> StopRequest:
         signal.signal(signal.SIGTERM, self._handle)
@@ -34,7 +38,8 @@ class StopRequest:
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.received is None:
-            print(f"received {signal.Signals(signum).name}: saving a checkpoint after the current epoch, then "
+            self.at = time.monotonic()
+            print(f"received {signal.Signals(signum).name}: saving a checkpoint after the current step, then "
                   f"exiting {PREEMPTED_EXIT_CODE} so the Job replaces this pod", file=sys.stderr, flush=True)
         self.received = signum
 

@@ -5,19 +5,22 @@ MLFLOW_EXPERIMENT_ID from MLflow; `mlflow.start_run()` resumes that run. MLflow 
 the entry-point parameters, so this script must not log them again.
 
 Run:ai may preempt the pod at any time (see README.md, "When your job is preempted"): on SIGTERM
-the script saves a checkpoint to the run and exits 143; the Job starts a replacement pod with the
-same run id, which resumes from the checkpoint (checkpoint.py). What is trained, and how, lives in
-trainer.py; this file is the run's life cycle, the same for every framework.
+the script finishes the current step, saves a checkpoint to the run and exits 143; the Job starts a
+replacement pod with the same run id, which resumes from that step (loop.py, checkpoint.py). If
+the tracking server stays unreachable longer than --retry-seconds, it exits 75 and the Job also
+starts a new pod (retry.py). What is trained, and how, lives in trainer.py; this file is the run's
+life cycle, the same for every framework.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
-from preemption import PREEMPTED_EXIT_CODE, Preempted, StopRequest
+from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, Preempted, StopRequest
 
 # Before the slow imports below: a pod preempted while it starts must still exit 143, not be killed.
 STOP = StopRequest().install()
@@ -26,6 +29,8 @@ import mlflow
 
 import trainer
 from checkpoint import ResumableRun
+from loop import Schedule
+from retry import Retry, TrackingUnavailable
 
 DESCRIPTION = {{ cookiecutter.description | py_str }}  # noqa: E501 - the description answer, as long as it is
 
@@ -34,8 +39,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     trainer.add_arguments(parser)
     parser.add_argument("--epochs", type=int, default=trainer.EPOCHS, help="passes over the training data, >= 1")
+    parser.add_argument("--seed", type=int, default=42,
+                        help="seeds the data split, the initial model and every epoch's data order, >= 0")
     parser.add_argument("--checkpoint-every", type=int, default=10,
                         help="save a checkpoint to the run every N epochs (and always on SIGTERM), >= 1")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                        help="also save one inside an epoch once this many minutes passed since the last, > 0: "
+                             "the most a SIGKILL (grace period overrun, lost node) can cost")
+    parser.add_argument("--log-every", type=int, default=100,
+                        help="print a progress line every N steps (and after every epoch), >= 0 (0: epochs only)")
+    parser.add_argument("--retry-seconds", type=float, default=120.0,
+                        help="keep retrying a failed tracking call or checkpoint upload this long before exiting "
+                             f"{TRANSIENT_EXIT_CODE} for the Job to start a new pod, >= 0")
     parser.add_argument("--data-file", default="none",
                         help="a CSV file to train on instead of the bundled data, relative to DATA_DIR (the data "
                              "claim) or to this folder; 'none' for the bundled data")
@@ -48,6 +63,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--epochs must be >= 1, got {args.epochs}")
     if args.checkpoint_every < 1:
         problems.append(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    if not args.checkpoint_minutes > 0:
+        problems.append(f"--checkpoint-minutes must be > 0, got {args.checkpoint_minutes}")
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0, got {args.seed}")
+    if args.log_every < 0:
+        problems.append(f"--log-every must be >= 0, got {args.log_every}")
+    if not args.retry_seconds >= 0:
+        problems.append(f"--retry-seconds must be >= 0, got {args.retry_seconds}")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -81,25 +104,38 @@ def main(argv: list[str] | None = None) -> int:
     if STOP.requested:
         print("stopped while starting up; the Job's next pod starts the run", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
-    print(f"tracking server: {mlflow.get_tracking_uri()}")
+    print(f"tracking server: {mlflow.get_tracking_uri()}", flush=True)
+    retry = Retry(args.retry_seconds)
+    schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
     try:
-        run = mlflow.start_run()
-        mlflow.set_tags({"mlflow.note.content": DESCRIPTION, **runtime_report(), **data_report(args.data_path)})
-        progress = ResumableRun(run.info.run_id)
-        summary = trainer.train(args, progress, STOP)
+        run = retry("starting the run", mlflow.start_run)
+        retry("tagging the run", mlflow.set_tags,
+              {"mlflow.note.content": DESCRIPTION, **runtime_report(), **data_report(args.data_path)})
+        progress = ResumableRun(run.info.run_id, retry)
+        summary = trainer.train(args, progress, schedule, STOP)
         print(f"run {run.info.run_id}: {args.epochs} epochs, {summary}, restarts={progress.restarts} "
               f"{runtime_report()}")
+        retry("ending the run", mlflow.MlflowClient().set_terminated, run.info.run_id, "FINISHED")
+        retry("ending the run", mlflow.end_run)
     except Preempted as stopped:
         print(stopped, file=sys.stderr)
-        mlflow.end_run(status="RUNNING")  # not FAILED, not FINISHED: the run goes on in the next pod
+        # Not FAILED, not FINISHED: the run goes on in the next pod. It is RUNNING on the server already,
+        # so a server that does not answer now changes nothing.
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status="RUNNING")
         return PREEMPTED_EXIT_CODE
+    except TrackingUnavailable as unreachable:
+        print(f"{unreachable}\nexiting {TRANSIENT_EXIT_CODE}: the Job starts a new pod, which resumes from the last "
+              "checkpoint (the retries count against backoffLimit)", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not sys.exit: MLflow's exit hook would end the run FINISHED, or wait on the same server again.
+        os._exit(TRANSIENT_EXIT_CODE)
     except Exception as err:  # noqa: BLE001 - report any failure and exit non-zero so the Job fails
         print(f"training failed: {type(err).__name__}: {err}", file=sys.stderr)
-        mlflow.end_run(status="FAILED")
+        with contextlib.suppress(Exception):  # the error above is the one to see
+            mlflow.end_run(status="FAILED")
         return 1
-    mlflow.end_run()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

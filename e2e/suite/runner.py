@@ -52,6 +52,7 @@ class Outcome:
     pods: list = field(default_factory=list)
     events: dict = field(default_factory=dict)
     phases: dict = field(default_factory=dict)
+    pod_logs: dict = field(default_factory=dict)
     error: str = ""
 
     @property
@@ -61,6 +62,12 @@ class Outcome:
 
     def pod_events(self, reason: str) -> list[dict]:
         return [e for events in self.events.values() for e in events if e["reason"] == reason]
+
+    def describe(self, tail: int = 4000) -> str:
+        """What a failed assertion prints: on CI the report directory is gone, so the pods' own words go here."""
+        pods = "".join(f"\n--- pod {name} (log tail) ---\n{log[-1500:]}" for name, log in self.pod_logs.items())
+        return (f"{self.error}\n--- make run (tail) ---\n{self.output[-tail:]}{pods}\n"
+                f"(report: e2e-report/{self.variant.id})")
 
 
 class ProjectRun:
@@ -210,10 +217,11 @@ class ProjectRun:
         for pod in o.pods:
             name = pod["metadata"]["name"]
             try:
-                log = self.api.raw(f"/api/v1/namespaces/{o.namespace}/pods/{name}/log")
-                (self.report_dir / f"{name}.log").write_bytes(log)
+                log = self.api.raw(f"/api/v1/namespaces/{o.namespace}/pods/{name}/log").decode(errors="replace")
             except Exception as err:  # noqa: BLE001 - a pod that never started has no log
-                (self.report_dir / f"{name}.log").write_text(f"(no log: {err})\n")
+                log = f"(no log: {err})\n"
+            o.pod_logs[name] = log
+            (self.report_dir / f"{name}.log").write_text(log)
 
     # Cleanup -----------------------------------------------------------------------------------
     def cleanup(self) -> None:

@@ -44,11 +44,6 @@ def preempt(e2e, variant: Variant, holder: Holder, **options) -> Preemption:
     return preempt_midway(e2e.project_run(variant), holder, **options)
 
 
-def describe(p: Preemption) -> str:
-    o = p.outcome
-    return f"{o.error}\n--- make run (tail) ---\n{o.output[-3000:]}\n(report: e2e-report/{o.variant.id})"
-
-
 def job_of(p: Preemption) -> tuple[dict, list[str]]:
     """The Job and the pods it created, from its SuccessfulCreate events (a deleted pod leaves no object)."""
     [job] = p.outcome.jobs
@@ -68,7 +63,7 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_sett
 
     benchmark_setting: the preemption benchmark's name for this case, which then prints its figures."""
     o = p.outcome
-    assert not o.error and o.exit_code == 0, describe(p)
+    assert not o.error and o.exit_code == 0, p.outcome.describe()
     run = o.run
     assert run.info.status == "FINISHED"
     client = mlflow.MlflowClient(e2e.tracking.uri)
@@ -147,7 +142,7 @@ def test_preempted_more_often_than_allowed_fails_and_says_why(e2e):
     with eviction_condition(e2e, False):
         p = preempt(e2e, variant, Holder("build"), expect_replacement=False)
     o = p.outcome
-    assert o.exit_code not in (0, None), describe(p)
+    assert o.exit_code not in (0, None), p.outcome.describe()
     assert o.run.info.status == "FAILED"
     assert_evicted(p, "was preempted by higher priority workload")
     job, created = job_of(p)

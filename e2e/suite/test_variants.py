@@ -11,23 +11,18 @@ from .variants import MATRIX, NODE_TYPE
 pytestmark = pytest.mark.e2e
 
 
-def describe(outcome) -> str:
-    tail = outcome.output[-4000:]
-    return f"{outcome.error}\n--- make run (tail) ---\n{tail}\n(report: e2e-report/{outcome.variant.id})"
-
-
 @pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
 def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions):
     if e2e.cannot_run(variant):
         pytest.skip(e2e.cannot_run(variant))
     outcome = concurrent_runs[variant.id]
     timed_assertions["outcome"] = outcome
-    assert not outcome.error, describe(outcome)
-    assert outcome.exit_code == 0, describe(outcome)
+    assert not outcome.error, outcome.describe()
+    assert outcome.exit_code == 0, outcome.describe()
 
     # The MLflow run finished with what train.py logs, from inside the pod.
     run = outcome.run
-    assert run is not None and run.info.status == "FINISHED", describe(outcome)
+    assert run is not None and run.info.status == "FINISHED", outcome.describe()
     assert set(variant.framework.metrics) <= set(run.data.metrics)
     assert run.data.params == {**variant.framework.params, **variant.params}
     assert run.data.tags["restarts"] == "0", "a run that was never preempted started once"
@@ -83,7 +78,7 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
         assert tags["amp"] == ("on" if tags["device"] == "cuda" else "off"), "mixed precision on CUDA only"
         if e2e.target.may_resize_gpus:  # advertised GPUs, not real ones: torch finds no CUDA and uses the CPU
             assert tags["device"] == "cpu", tags
-        assert run.data.metrics["accuracy"] > 0.8
+        assert run.data.metrics["test_accuracy"] > 0.8
     if variant.answers.get("credentials_secret"):
         assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == outcome.credentials_secret
     [container] = pod["status"]["containerStatuses"]

@@ -20,12 +20,13 @@ class Framework:
     params: dict
 
 
+_SCHEDULE = {"seed": "42", "checkpoint_every": "10", "checkpoint_minutes": "10", "log_every": "100",
+             "data_file": "none"}
 FRAMEWORKS = {
-    "sklearn": Framework(("rmse", "mae", "r2"), {"alpha": "0.05", "l1_ratio": "0.5", "epochs": "100",
-                                                  "checkpoint_every": "10", "data_file": "none"}),
-    "pytorch": Framework(("train_loss", "test_loss", "accuracy"), {"lr": "0.003", "batch_size": "64", "workers": "2",
-                                                                   "epochs": "30", "checkpoint_every": "10",
-                                                                   "data_file": "none"}),
+    "sklearn": Framework(("train_loss", "val_rmse", "val_mae", "val_r2", "test_rmse", "test_mae", "test_r2"),
+                         {"alpha": "0.05", "l1_ratio": "0.5", "batch_size": "32", "epochs": "100", **_SCHEDULE}),
+    "pytorch": Framework(("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"),
+                         {"lr": "0.003", "batch_size": "64", "workers": "2", "epochs": "30", **_SCHEDULE}),
 }
 
 
@@ -51,7 +52,12 @@ class Variant:
 
     @property
     def gpu(self) -> float:
-        return float(self.answers.get("gpu", "1"))
+        return float(self.answers.get("gpu", self.default_gpu))
+
+    @property
+    def default_gpu(self) -> str:
+        """cookiecutter.json's: a GPU for pytorch, none for sklearn (CPU code)."""
+        return "1" if self.answers.get("framework") == "pytorch" else "0"
 
     @property
     def gpu_memory_mib(self) -> int:
@@ -80,7 +86,7 @@ class Variant:
     @property
     def gpu_request(self) -> str:
         """What the Job tells the pod it asked for (RUNAI_GPU_REQUEST, the run's gpu.requested tag)."""
-        amount = f"{self.gpu_memory_mib}MiB" if self.gpu_memory_mib else self.answers.get("gpu", "1")
+        amount = f"{self.gpu_memory_mib}MiB" if self.gpu_memory_mib else self.answers.get("gpu", self.default_gpu)
         return f"{amount}x{self.gpu_devices}" if self.gpu_devices > 1 else amount
 
 
@@ -94,7 +100,7 @@ MATRIX = [
     Variant("credentials-secret", {"gpu": "0", "credentials_secret": CREDENTIALS_SECRET}),
     # A fraction of a GPU and large /dev/shm (pytorch's default), the DataLoader's workers passing batches through it.
     Variant("pytorch", {"framework": "pytorch", "gpu": "0.5"}),
-    Variant("gpu-memory", {"gpu_memory": "4096"}),
+    Variant("gpu-memory", {"gpu": "1", "gpu_memory": "4096"}),
     Variant("fraction-two-devices", {"gpu": "0.5", "gpu_devices": "2"}),
     Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible"}),
     # A claim the suite makes (a local PersistentVolume) with a CSV in it; -P data_file trains on it.

@@ -1,0 +1,49 @@
+"""Continue a stopped run from its last checkpoint, in the same MLflow run: `make resume RUN_ID=<id>`.
+
+A run ends FAILED or KILLED while its checkpoints stay in its artifacts (a Job that failed, a
+cancelled `make run`, a deadline). `mlflow run --run-id` submits a new Job for that run; train.py
+in its pod finds the checkpoint and goes on from it. The entry-point parameters are the run's own:
+a continued run must train with what it started with, so this passes them again as -P (those given
+in PARAMS, e.g. more epochs, win).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CONTINUABLE = ("FAILED", "KILLED")
+
+
+def command(run_id: str, extra: list[str]) -> list[str]:
+    """The `mlflow run` that continues the run, or SystemExit with what is wrong."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        raise SystemExit(f"resume: RUN_ID={run_id}: no such run on {os.environ.get('MLFLOW_TRACKING_URI')} "
+                         f"({err.message.splitlines()[0]})") from None
+    if run.info.status not in CONTINUABLE:
+        raise SystemExit(f"resume: run {run_id} is {run.info.status}; only a {' or '.join(CONTINUABLE)} run can be "
+                         "continued (a RUNNING one still has its Job; a FINISHED one is done)")
+    given = {extra[i + 1].split("=", 1)[0] for i, arg in enumerate(extra[:-1]) if arg == "-P"}
+    params = [arg for key, value in sorted(run.data.params.items()) if key not in given
+              for arg in ("-P", f"{key}={value}")]
+    print(f"resume: continuing run {run_id} ({run.data.tags.get('mlflow.runName', '')}) from its last checkpoint, "
+          f"with its parameters: {' '.join(params[1::2])}", flush=True)
+    return ["mlflow", "run", ".", "--backend", "kubernetes", "--backend-config", "kubernetes_config.json",
+            "--build-image", "--run-id", run_id, *params, *extra]
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: make resume RUN_ID=<id of a FAILED or KILLED run>", file=sys.stderr)
+        return 2
+    args = command(argv[0], argv[1:])
+    os.execvp(args[0], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
