@@ -92,6 +92,9 @@ e2e-researcher: setup  ## On the local cluster: the suite as a Run:ai researcher
 	mkdir -p $(E2E_REPORT_DIR)
 	E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m suite.researcher
 
+bench-stop: setup-test  ## Print stop latency and steps lost per preemption, short and long epochs, both frameworks
+	$(PY) benchmarks/bench_stop.py
+
 bench-cluster: setup  ## Print cold build, warm cluster-up and pod start figures (restarts the cluster)
 	$(E2E_PY) benchmarks/bench_cluster.py
 

@@ -18,7 +18,7 @@ VARIANTS = {"defaults": {}, "fraction": {"gpu": "0.5", "description": 'quotes "a
 SHARDS = {"sigterm": "sigterm or damaged", "long_epoch": "long_epoch", "tracking_server": "tracking_server",
           "rest": "not (sigterm or damaged or long_epoch or tracking_server)"}
 SHARD_SIZES = {"sigterm": 2, "long_epoch": 1, "tracking_server": 2}
-SUITE_SIZE = 18  # test_train.py's tests, bad-parameter cases included; the same for both frameworks
+SUITE_SIZE = 19  # test_train.py's tests, bad-parameter cases included; the same for both frameworks
 # The fraction variant differs from the defaults in answers the training never reads (the GPU request, the
 # description): its suite is the defaults' suite, so it runs only the quick shard, as a check of the rendering.
 RUNS = [(name, shard) for name in VARIANTS for shard in SHARDS if name != "fraction" or shard == "rest"]

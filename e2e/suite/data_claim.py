@@ -12,11 +12,25 @@ from kube import ApiError, KubeApi
 
 from .targets import ClusterTarget
 
-# What the claim holds: a CSV of the sklearn project's shape (features, target last) and a file that is
-# not data, so the run's tags show the pod listed the claim and trained on the file it was pointed at.
+
+def long_epoch_table(rows: int = 25000) -> str:
+    """The sklearn project's shape, large enough that one epoch at batch_size=1 outlasts a 10 s grace period."""
+    lines = ["a,b,c,y"]
+    for i in range(rows):
+        a, b = (i * 7919) % 1000 / 100, (i * 104729) % 1000 / 100
+        c = (a * b) % 5
+        lines.append(f"{a:.2f},{b:.2f},{c:.4f},{3 * a - 2 * b + c:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+# What the claim holds: a CSV of the sklearn project's shape (features, target last), a large one for long
+# epochs, and a file that is not data, so the run's tags show the pod listed the claim and trained on the
+# file it was pointed at.
+LONG_EPOCH_FILE = "long-epoch.csv"
 DATA_FILES = {
     "train.csv": "a,b,c,y\n" + "".join(f"{a},{b},{(a * b) % 5},{3 * a - 2 * b + (a * b) % 5}\n"
                                        for a in range(8) for b in range(8)),
+    LONG_EPOCH_FILE: long_epoch_table(),
     "README.txt": "Training data for the runai-mlflow e2e data-pvc variant.\n",
 }
 PART_OF = {"app.kubernetes.io/part-of": "runai-mlflow-e2e"}
@@ -32,7 +46,7 @@ def create_data_claim(api: KubeApi, target: ClusterTarget, namespace: str, claim
     volume = volume_name(namespace)
     api.request("POST", "/api/v1/persistentvolumes", body={
         "metadata": {"name": volume, "labels": PART_OF},
-        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadOnlyMany"],
+        "spec": {"capacity": {"storage": "16Mi"}, "accessModes": ["ReadOnlyMany"],
                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "", "local": {"path": directory},
                  "claimRef": {"namespace": namespace, "name": claim},
                  "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
@@ -40,7 +54,7 @@ def create_data_claim(api: KubeApi, target: ClusterTarget, namespace: str, claim
     api.request("POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body={
         "metadata": {"name": claim, "labels": PART_OF},
         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
-                 "resources": {"requests": {"storage": "1Mi"}}}})
+                 "resources": {"requests": {"storage": "16Mi"}}}})
 
 
 def delete_data_volume(api: KubeApi, namespace: str) -> None:

@@ -64,8 +64,13 @@ def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e, concu
 
 def test_out_of_memory_fails_the_run_at_once(e2e, concurrent_runs):
     """An OOM kill (137) is a bug to fix, not a preemption to ride out."""
-    terminated = failed_at_once(outcome_of(e2e, concurrent_runs, OUT_OF_MEMORY))
+    outcome = outcome_of(e2e, concurrent_runs, OUT_OF_MEMORY)
+    terminated = failed_at_once(outcome)
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled"), terminated
+    # make run says so, not "killed, maybe memory": the pod is still there to tell.
+    assert "used more memory than its limit and the kernel killed it (OOMKilled)" in outcome.output, \
+        outcome.output[-2000:]
+    assert f"make resume RUN_ID={outcome.run.info.run_id}" in outcome.output
 
 
 def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):

@@ -8,13 +8,19 @@ the run's status and metric history, and the Job's pod history.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
+import subprocess
 
 import mlflow
 import pytest
 from fake_runai_scheduler.config import Queue, Quota
+from kube.venvs import project_venv
 
+from .data_claim import DATA_FILES, LONG_EPOCH_FILE
 from .preemption import Holder, Preemption, preempt_midway, record_figures
-from .variants import Variant
+from .variants import DATA_CLAIM, Variant
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 1000
@@ -22,6 +28,9 @@ EPOCHS = 1000
 LONG_TRAINING = {"epochs": str(EPOCHS), "checkpoint_every": "25"}
 TRAIN_ONE_GPU = {"gpu": "1", "cpu_request": "250m", "cpu_limit": "1"}
 PYTORCH_EPOCHS = 60  # of a CNN on the digits: long enough to be preempted after epoch 3
+# A real team's shape: an epoch (15,000 steps of one row) longer than the pod's 10 s grace period.
+LONG_EPOCH = {"data_file": LONG_EPOCH_FILE, "batch_size": "1", "epochs": "2", "checkpoint_every": "1",
+              "log_every": "5000", "seed": "5"}
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +161,47 @@ def test_preempted_more_often_than_allowed_fails_and_says_why(e2e):
     assert len(created) == 1 and job["status"]["failed"] == 1
     assert "BackoffLimitExceeded" in o.output, "make run says why the run failed"
     assert "max_preemptions" in o.output, "and what to change"
+
+
+def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrupted(e2e, tmp_path):
+    """Run:ai's default (delete only, no condition) with a 10 s grace period and epochs longer than that:
+    the pod stops at the next step (143, not SIGKILL's 137), the replacement resumes inside the epoch, and
+    the run ends with the metrics an uninterrupted run of the same seed logs."""
+    answers = {**TRAIN_ONE_GPU, "termination_grace_period_seconds": "10", "data_pvc": DATA_CLAIM}
+    run = e2e.project_run(Variant("preempt-long-epoch", answers, params=LONG_EPOCH, gpu_quota=1, gpu_limit=1))
+    with eviction_condition(e2e, False):
+        p = preempt_midway(run, Holder("build"), after_epoch=0)
+    assert_evicted(p, "was preempted by higher priority workload")
+    assert_resumed_and_finished(e2e, p, counted=1)  # counted: the 143 exit, where a 137 would have failed the Job
+
+    log = p.outcome.pod_logs[p.replacement_pod]
+    resumed = re.search(r"resuming from the checkpoint at epoch 1 step (\d+);", log)
+    assert resumed and int(resumed[1]) > 0, f"resumed inside epoch 1, at the step SIGTERM stopped:\n{log[-2000:]}"
+    rate = re.search(r"^epoch 2/2: .*; ([\d,]+) samples/s$", log, re.M)
+    train_rows = len(DATA_FILES[LONG_EPOCH_FILE].splitlines()[1:]) * 0.6  # one row per step
+    assert rate and train_rows / int(rate[1].replace(",", "")) > 10, "an epoch longer than the 10 s grace period"
+
+    # The same parameters, uninterrupted, on this machine: the project's venv holds the image's pins.
+    project = run.work_dir / p.outcome.slug
+    (tmp_path / "claim").mkdir()
+    (tmp_path / "claim" / LONG_EPOCH_FILE).write_text(DATA_FILES[LONG_EPOCH_FILE])
+    args = [arg for key, value in LONG_EPOCH.items() for arg in (f"--{key.replace('_', '-')}", value)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "DATA_DIR": str(tmp_path / "claim")}
+    env.pop("MLFLOW_RUN_ID", None)
+    local = subprocess.run([str(project_venv(project) / "bin" / "python"), str(project / "train.py"), *args],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-2000:]
+    here = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    [uninterrupted] = here.search_runs([e.experiment_id for e in here.search_experiments()])
+    there = mlflow.MlflowClient(e2e.tracking.uri)
+    for key in p.outcome.variant.framework.metrics:
+        ours = [(m.step, m.value) for m in sorted(there.get_metric_history(p.outcome.run.info.run_id, key),
+                                                  key=lambda m: m.step)]
+        theirs = [(m.step, m.value) for m in sorted(here.get_metric_history(uninterrupted.info.run_id, key),
+                                                    key=lambda m: m.step)]
+        assert [s for s, _ in ours] == [s for s, _ in theirs], key
+        # The project's own tests prove bit-identity in one process; across the pod and this host the
+        # BLAS threads may differ, so equal to 1e-9 relative.
+        assert all(math.isclose(a, b, rel_tol=1e-9) for (_, a), (_, b) in zip(ours, theirs, strict=True)), \
+            f"{key}: {ours} != {theirs} (uninterrupted)"

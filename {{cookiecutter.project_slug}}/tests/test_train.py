@@ -397,6 +397,29 @@ def test_a_missing_or_malformed_data_file_is_refused(tmp_path):
     assert malformed.returncode == 1 and "bad.csv: needs a header" in malformed.stderr
 
 
+def test_resume_continues_a_stopped_run_with_its_own_parameters():
+    """`make resume RUN_ID=...` submits the same run again, with the parameters it started with (PARAMS win);
+    a run that is still going or done is refused, with the reason."""
+    sys.path.insert(0, str(PROJECT))
+    import resume
+
+    with mlflow.start_run() as run:
+        mlflow.log_params({"epochs": "30", "seed": "7"})
+    client = mlflow.MlflowClient()
+    client.set_terminated(run.info.run_id, "FAILED")
+    command = resume.command(run.info.run_id, ["-P", "epochs=60"])
+    assert command[:3] == ["mlflow", "run", "."] and "--build-image" in command
+    assert command[command.index("--run-id") + 1] == run.info.run_id
+    given = [command[i + 1] for i, arg in enumerate(command) if arg == "-P"]
+    assert sorted(given) == ["epochs=60", "seed=7"], "the run's own seed; the epochs PARAMS asked for"
+
+    client.set_terminated(run.info.run_id, "FINISHED")
+    with pytest.raises(SystemExit, match="is FINISHED; only a FAILED or KILLED run can be continued"):
+        resume.command(run.info.run_id, [])
+    with pytest.raises(SystemExit, match="RUN_ID=0123: no such run"):
+        resume.command("0123", [])
+
+
 @pytest.mark.parametrize("args", BAD_ARGS)
 def test_bad_parameters_exit_non_zero(tmp_path, args):
     result = run_train(tmp_path, *args)
