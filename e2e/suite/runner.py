@@ -151,12 +151,21 @@ class ProjectRun:
                                       images.environment_image(project))
         images.keep_build_cache(project)
 
+    def submit_env(self, project: Path) -> dict:
+        """What a user's shell has for `make run`: the project's venv first, both tracking URIs."""
+        venv = project_venv(project, progress)
+        return {**self.target.env(), "MLFLOW_TRACKING_URI": self.tracking_uri,
+                "KUBE_MLFLOW_TRACKING_URI": self.tracking_uri, "VIRTUAL_ENV": str(venv),
+                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def make_resume(self, project: Path, run_id: str, params: str = "") -> tuple[int | None, str]:
+        """`make resume RUN_ID=... PARAMS=...`, as a user continues a stopped run."""
+        return self._make(project, "resume", "make-resume.log", self.submit_env(project), self.deadline + 180,
+                          f"RUN_ID={run_id}", f"PARAMS={params}")
+
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
-        venv = project_venv(project, progress)
-        env = {**self.target.env(), "MLFLOW_TRACKING_URI": self.tracking_uri,
-               "KUBE_MLFLOW_TRACKING_URI": self.tracking_uri, "VIRTUAL_ENV": str(venv),
-               "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = self.submit_env(project)
         params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
         started = time.time()
         o.exit_code, o.output = self._make(project, "run", "make-run.log", env, self.deadline + 180,

@@ -44,7 +44,7 @@ class TrackingServer:
                    "--host", self.host, "--port", str(self.port), "--workers", "1",
                    "--allowed-hosts", f"{self.host}:*,localhost:*,127.0.0.1:*"]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "wb") as log:
+        with open(self.log_file, "ab") as log:  # a restart appends
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.work_dir,
                                             start_new_session=True)
         wait_until(self._api_answers, timeout, f"the mlflow server (log: {self.log_file})", interval=0.5,
