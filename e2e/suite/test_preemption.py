@@ -198,7 +198,7 @@ def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrup
     here = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     [uninterrupted] = here.search_runs([e.experiment_id for e in here.search_experiments()])
     there = mlflow.MlflowClient(e2e.tracking.uri)
-    for key in p.outcome.variant.framework.metrics:
+    for key in (*p.outcome.variant.framework.metrics, *p.outcome.variant.framework.final_metrics):
         ours = [(m.step, m.value) for m in sorted(there.get_metric_history(p.outcome.run.info.run_id, key),
                                                   key=lambda m: m.step)]
         theirs = [(m.step, m.value) for m in sorted(here.get_metric_history(uninterrupted.info.run_id, key),

@@ -23,7 +23,7 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     # The MLflow run finished with what train.py logs, from inside the pod.
     run = outcome.run
     assert run is not None and run.info.status == "FINISHED", outcome.describe()
-    assert set(variant.framework.metrics) <= set(run.data.metrics)
+    assert {*variant.framework.metrics, *variant.framework.final_metrics} <= set(run.data.metrics)
     assert run.data.params == {**variant.framework.params, **variant.params}
     assert run.data.tags["restarts"] == "0", "a run that was never preempted started once"
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"

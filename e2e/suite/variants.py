@@ -14,18 +14,20 @@ DATA_FILE = "train.csv"
 
 @dataclass(frozen=True)
 class Framework:
-    """What a generated project of one framework logs: its per-epoch metrics and its entry point's defaults."""
+    """What a generated project of one framework logs: its per-epoch metrics, the test split's scores
+    (once, at the end) and its entry point's defaults."""
 
     metrics: tuple[str, ...]
+    final_metrics: tuple[str, ...]
     params: dict
 
 
 _SCHEDULE = {"seed": "42", "checkpoint_every": "10", "checkpoint_minutes": "10", "log_every": "100",
              "data_file": "none"}
 FRAMEWORKS = {
-    "sklearn": Framework(("train_loss", "val_rmse", "val_mae", "val_r2", "test_rmse", "test_mae", "test_r2"),
+    "sklearn": Framework(("train_loss", "val_rmse", "val_mae", "val_r2"), ("test_rmse", "test_mae", "test_r2"),
                          {"alpha": "0.05", "l1_ratio": "0.5", "batch_size": "32", "epochs": "100", **_SCHEDULE}),
-    "pytorch": Framework(("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy"),
+    "pytorch": Framework(("train_loss", "val_loss", "val_accuracy"), ("test_loss", "test_accuracy"),
                          {"lr": "0.003", "batch_size": "64", "workers": "2", "epochs": "30", **_SCHEDULE}),
 }
 
