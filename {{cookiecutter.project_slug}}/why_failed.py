@@ -20,7 +20,9 @@ HINTS = {
     "BackoffLimitExceeded": (
         "its pods were stopped by SIGTERM (preempted without a DisruptionTarget condition, exit 143) or could not "
         "reach the tracking server (exit 75) more often than backoffLimit allows ({limit}; the max_preemptions "
-        "answer). The run's checkpoints are kept."),
+        "answer). The run's checkpoints are kept. Many preemptions: raise backoffLimit in "
+        "kubernetes_job_template.yaml (or regenerate with a larger max_preemptions). 'the tracking server did not "
+        "answer' in the pod log: make the server reachable from the pods first. See the pod log: {logs}"),
     "PodFailurePolicy": "the training exited with an error, so the Job did not retry it. See the pod log: {logs}",
     "DeadlineExceeded": (
         "it ran or waited longer than activeDeadlineSeconds ({deadline} s). If it never started, "
@@ -33,8 +35,8 @@ EXIT_HINTS = {
                 "ran out, so it was SIGKILLed. Its log's 'stopped at ... s after SIGTERM' line, or the last "
                 "checkpoint upload, says how long a save takes: make termination_grace_period_seconds larger than "
                 "one step plus that."),
-    "killed": ("the pod was killed (SIGKILL, exit 137): out of memory (raise the memory limit) or killed by hand. "
-               "The pod is gone, so which one cannot be told from here."),
+    "killed": ("the pod was killed (SIGKILL, exit 137) without being out of memory or deleted: killed by hand, "
+               "or by the node (`kubectl describe node`)."),
 }
 def latest_job(batch, namespace: str) -> dict | None:
     jobs = batch.list_namespaced_job(namespace, label_selector=f"app.kubernetes.io/name={NAME}",
@@ -53,8 +55,10 @@ def pod_of(core, namespace: str, message: str) -> dict | None:
 
 
 def kill_reason(pod: dict | None) -> str:
+    """OOMKilled, a grace period overrun, or another kill. A pod that is gone was deleted (an OOM-killed pod
+    stays for the Job to count): preempted or removed, and SIGKILLed when its grace period ran out."""
     if pod is None:
-        return "killed"
+        return "overrun"
     for status in pod.get("status", {}).get("containerStatuses", []):
         if (status.get("state", {}).get("terminated") or {}).get("reason") == "OOMKilled":
             return "OOMKilled"
