@@ -64,7 +64,8 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
                   if pytorch else ["--alpha", "0.1", "--l1-ratio", "0.5", "--batch-size", "32", "--seed", "42",
                                    "--epochs", "100"])
     assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10",
-                                    "--checkpoint-minutes", "10", "--log-every", "100", "--data-file", "none"]
+                                    "--checkpoint-minutes", "10", "--log-every", "100", "--data-file", "none",
+                                    "--continue-run", "none"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == POD_TRACKING_URI
     assert [item["name"] for item in container["env"]].count("MLFLOW_TRACKING_URI") == 1

@@ -1,10 +1,11 @@
 """Continue a stopped run from its last checkpoint, in the same MLflow run: `make resume RUN_ID=<id>`.
 
 A run ends FAILED or KILLED while its checkpoints stay in its artifacts (a Job that failed, a
-cancelled `make run`, a deadline). `mlflow run --run-id` submits a new Job for that run; train.py
-in its pod finds the checkpoint and goes on from it. The entry-point parameters are the run's own:
-a continued run must train with what it started with, so this passes them again as -P (those given
-in PARAMS, e.g. more epochs, win).
+cancelled `make run`, a deadline). `mlflow run --backend kubernetes` always creates a new run (its
+--run-id is for the local backend only), so this submits a new Job with `-P continue_run=<id>`:
+train.py in its pod goes on in that run, from its checkpoint, and tags the submission's own run
+with `continues_run`. The entry-point parameters are the run's own: a continued run must train with
+what it started with, so this passes them again as -P (those given in PARAMS, e.g. more epochs, win).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ def command(run_id: str, extra: list[str]) -> list[str]:
     if run.info.status not in CONTINUABLE:
         raise SystemExit(f"resume: run {run_id} is {run.info.status}; only a {' or '.join(CONTINUABLE)} run can be "
                          "continued (a RUNNING one still has its Job; a FINISHED one is done)")
-    given = {extra[i + 1].split("=", 1)[0] for i, arg in enumerate(extra[:-1]) if arg == "-P"}
+    given = {extra[i + 1].split("=", 1)[0] for i, arg in enumerate(extra[:-1]) if arg == "-P"} | {"continue_run"}
     params = [arg for key, value in sorted(run.data.params.items()) if key not in given
               for arg in ("-P", f"{key}={value}")]
     print(f"resume: continuing run {run_id} ({run.data.tags.get('mlflow.runName', '')}) from its last checkpoint, "
           f"with its parameters: {' '.join(params[1::2])}", flush=True)
     return ["mlflow", "run", ".", "--backend", "kubernetes", "--backend-config", "kubernetes_config.json",
-            "--build-image", "--run-id", run_id, *params, *extra]
+            "--build-image", "--experiment-id", run.info.experiment_id, *params, "-P", f"continue_run={run_id}",
+            *extra]
 
 
 def main(argv: list[str]) -> int:

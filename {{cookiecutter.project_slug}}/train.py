@@ -32,6 +32,7 @@ from checkpoint import ResumableRun
 from loop import Schedule
 from retry import Retry, TrackingUnavailable
 
+CONTINUES_TAG = "continues_run"
 DESCRIPTION = {{ cookiecutter.description | py_str }}  # noqa: E501 - the description answer, as long as it is
 
 
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the most a SIGKILL (grace period overrun, lost node) can cost")
     parser.add_argument("--log-every", type=int, default=100,
                         help="print a progress line every N steps (and after every epoch), >= 0 (0: epochs only)")
+    parser.add_argument("--continue-run", default="none",
+                        help="the id of an earlier run to go on with from its last checkpoint, instead of the run "
+                             "`mlflow run` created for this submission ('none': that one); make resume sets it")
     parser.add_argument("--retry-seconds", type=float, default=120.0,
                         help="keep retrying a failed tracking call or checkpoint upload this long before exiting "
                              f"{TRANSIENT_EXIT_CODE} for the Job to start a new pod, >= 0")
@@ -99,6 +103,21 @@ def data_report(data_path: Path | None) -> dict[str, str]:
     return report
 
 
+def start_run(continue_run: str, retry: Retry):
+    """The run this pod trains in: the one `mlflow run` created (MLFLOW_RUN_ID), or with --continue-run an
+    earlier one. `mlflow run --backend kubernetes` always creates a run, so `make resume` names the run to go on
+    with as a parameter; the submission's own run is tagged with it and ends when the Job does."""
+    if continue_run == "none":
+        return mlflow.start_run()
+    submission = os.environ.pop("MLFLOW_RUN_ID", None)
+    if submission and submission != continue_run:
+        retry("tagging the submission's run", mlflow.MlflowClient().set_tag, submission, CONTINUES_TAG, continue_run)
+        retry("tagging the submission's run", mlflow.MlflowClient().set_tag, submission, "mlflow.note.content",
+              f"`make resume` of run {continue_run}: the training, its metrics and its model are in that run.")
+    print(f"continuing run {continue_run} (make resume)", flush=True)
+    return mlflow.start_run(run_id=continue_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if STOP.requested:
@@ -108,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     retry = Retry(args.retry_seconds)
     schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
     try:
-        run = retry("starting the run", mlflow.start_run)
+        run = retry("starting the run", start_run, args.continue_run, retry)
         retry("tagging the run", mlflow.set_tags,
               {"mlflow.note.content": DESCRIPTION, **runtime_report(), **data_report(args.data_path)})
         progress = ResumableRun(run.info.run_id, retry)

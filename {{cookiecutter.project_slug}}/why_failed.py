@@ -69,8 +69,12 @@ def kill_reason(pod: dict | None) -> str:
 
 
 def run_id_of(job: dict) -> str | None:
-    """MLflow puts the run id into the Job's environment."""
+    """The run the pod trained in: the one `make resume` named (--continue-run), else the one MLflow created
+    for the submission (its MLFLOW_RUN_ID in the Job's environment)."""
     for container in job["spec"]["template"]["spec"].get("containers", []):
+        command = container.get("command") or []
+        if "--continue-run" in command[:-1] and command[command.index("--continue-run") + 1] != "none":
+            return command[command.index("--continue-run") + 1]
         for variable in container.get("env", []):
             if variable["name"] == "MLFLOW_RUN_ID":
                 return variable.get("value")

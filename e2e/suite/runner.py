@@ -189,6 +189,7 @@ class ProjectRun:
         mine = f"app.kubernetes.io/name={o.slug}"
         o.jobs = self.api.get(f"/apis/batch/v1/namespaces/{o.namespace}/jobs", labelSelector=mine)["items"]
         o.pods = self.api.get(f"/api/v1/namespaces/{o.namespace}/pods", labelSelector=mine)["items"]
+        o.pod_logs = {pod["metadata"]["name"]: self._pod_log(pod["metadata"]["name"]) for pod in o.pods}
         events = [e for e in self.api.get(f"/api/v1/namespaces/{o.namespace}/events")["items"]
                   if e["involvedObject"]["name"].startswith(o.slug)]
         o.events = {}  # gather may run twice (again for diagnostics): never count an event twice
@@ -225,12 +226,15 @@ class ProjectRun:
         (self.report_dir / "events.txt").write_text("\n".join(lines) + "\n")
         for pod in o.pods:
             name = pod["metadata"]["name"]
-            try:
-                log = self.api.raw(f"/api/v1/namespaces/{o.namespace}/pods/{name}/log").decode(errors="replace")
-            except Exception as err:  # noqa: BLE001 - a pod that never started has no log
-                log = f"(no log: {err})\n"
-            o.pod_logs[name] = log
-            (self.report_dir / f"{name}.log").write_text(log)
+            o.pod_logs.setdefault(name, self._pod_log(name))
+            (self.report_dir / f"{name}.log").write_text(o.pod_logs[name])
+
+    def _pod_log(self, name: str) -> str:
+        try:
+            return self.api.raw(f"/api/v1/namespaces/{self.outcome.namespace}/pods/{name}/log").decode(
+                errors="replace")
+        except Exception as err:  # noqa: BLE001 - a pod that never started has no log
+            return f"(no log: {err})\n"
 
     # Cleanup -----------------------------------------------------------------------------------
     def cleanup(self) -> None:

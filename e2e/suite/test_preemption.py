@@ -83,7 +83,7 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_sett
     assert run.data.tags["restarts"] == "1"
     assert run.data.tags["resumed_from_epoch"] == str(p.epoch_at_preemption + 1), "resumed where it stopped"
     assert run.data.metrics["epochs_redone"] == 0, "SIGTERM saved the last finished epoch"
-    assert 0 < p.epoch_at_preemption < epochs - 1, "preempted midway"
+    assert 0 <= p.epoch_at_preemption < epochs - 1, "preempted midway, after its first logged epoch"
     [model] = o.models
     assert model.source_run_id == run.info.run_id
 

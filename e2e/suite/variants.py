@@ -23,7 +23,7 @@ class Framework:
 
 
 _SCHEDULE = {"seed": "42", "checkpoint_every": "10", "checkpoint_minutes": "10", "log_every": "100",
-             "data_file": "none"}
+             "data_file": "none", "continue_run": "none"}
 FRAMEWORKS = {
     "sklearn": Framework(("train_loss", "val_rmse", "val_mae", "val_r2"), ("test_rmse", "test_mae", "test_r2"),
                          {"alpha": "0.05", "l1_ratio": "0.5", "batch_size": "32", "epochs": "100", **_SCHEDULE}),

@@ -397,25 +397,37 @@ def test_a_missing_or_malformed_data_file_is_refused(tmp_path):
     assert malformed.returncode == 1 and "bad.csv: needs a header" in malformed.stderr
 
 
-def test_resume_continues_a_stopped_run_with_its_own_parameters():
-    """`make resume RUN_ID=...` submits the same run again, with the parameters it started with (PARAMS win);
-    a run that is still going or done is refused, with the reason."""
+def test_resume_continues_a_stopped_run_with_its_own_parameters(tmp_path):
+    """`make resume RUN_ID=...` submits the run again, with the parameters it started with (PARAMS win), and the
+    pod trains in that run from its checkpoint; a run that is still going or done is refused, with the reason."""
     sys.path.insert(0, str(PROJECT))
     import resume
 
-    with mlflow.start_run() as run:
-        mlflow.log_params({"epochs": "30", "seed": "7"})
+    args = (*TRAIN_ARGS, "--epochs", str(LONG), "--checkpoint-every", "2")
+    run_id, code, output = start_and_stop_midway(tmp_path, signal.SIGTERM, *args)
+    assert code == PREEMPTED, output
     client = mlflow.MlflowClient()
-    client.set_terminated(run.info.run_id, "FAILED")
-    command = resume.command(run.info.run_id, ["-P", "epochs=60"])
+    client.log_param(run_id, "epochs", str(LONG))  # as `mlflow run` logs the entry point's parameters
+    client.log_param(run_id, "continue_run", "none")
+    client.set_terminated(run_id, "FAILED")
+    command = resume.command(run_id, ["-P", "epochs=30"])
     assert command[:3] == ["mlflow", "run", "."] and "--build-image" in command
-    assert command[command.index("--run-id") + 1] == run.info.run_id
     given = [command[i + 1] for i, arg in enumerate(command) if arg == "-P"]
-    assert sorted(given) == ["epochs=60", "seed=7"], "the run's own seed; the epochs PARAMS asked for"
+    assert sorted(given) == [f"continue_run={run_id}", "epochs=30"], "PARAMS win; the run to go on with"
 
-    client.set_terminated(run.info.run_id, "FINISHED")
+    # The pod of that submission: `mlflow run` made it a run of its own, --continue-run names the one to train in.
+    submission = client.create_run(mlflow.get_run(run_id).info.experiment_id).info.run_id
+    result = run_train(tmp_path, *args, "--continue-run", run_id, run_id=submission)
+    assert result.returncode == 0, result.stderr[-2000:]
+    continued = mlflow.get_run(run_id)
+    assert continued.info.status == "FINISHED" and continued.data.tags["restarts"] == "1"
+    assert steps(run_id) == list(range(LONG)), "every epoch once, in the run that was continued"
+    assert int(continued.data.tags["resumed_from_epoch"]) > 0, "from its checkpoint"
+    assert mlflow.get_run(submission).data.tags["continues_run"] == run_id
+    assert not mlflow.MlflowClient().get_metric_history(submission, METRICS[0]), "nothing trained in the submission"
+
     with pytest.raises(SystemExit, match="is FINISHED; only a FAILED or KILLED run can be continued"):
-        resume.command(run.info.run_id, [])
+        resume.command(run_id, [])
     with pytest.raises(SystemExit, match="RUN_ID=0123: no such run"):
         resume.command("0123", [])
 
