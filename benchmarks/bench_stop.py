@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e"))
 from kube.venvs import project_venv  # noqa: E402
 
+# train.py arguments per framework and epoch shape; a long epoch also trains on a larger CSV (table()).
 SHAPES = {
-    "sklearn": {"short": (), "long": ("--batch-size", "1")},
-    "pytorch": {"short": ("--workers", "2"), "long": ("--batch-size", "4", "--workers", "2")},
+    "sklearn": {"short": ("--batch-size", "32"), "long": ("--batch-size", "1")},
+    "pytorch": {"short": ("--batch-size", "64", "--workers", "2"), "long": ("--batch-size", "4", "--workers", "2")},
 }
 
 
@@ -90,15 +91,12 @@ def main() -> None:
             project = Path(cookiecutter(str(ROOT), no_input=True, output_dir=tmp, default_config=True,
                                         extra_context={"framework": framework}))
             python = project_venv(project, print) / "bin" / "python"
-            defaults = {"sklearn": ("--batch-size", "32"), "pytorch": ("--batch-size", "64")}[framework]
             for shape, args in shapes.items():
                 work = Path(tmp) / f"{framework}-{shape}"
                 work.mkdir()
                 if shape == "long":
                     (work / "table.csv").write_text(table(framework, 20000 if framework == "sklearn" else 8000))
                     args = (*args, "--data-file", "table.csv")
-                else:
-                    args = (*defaults, *args)
                 row = measure(python, project, work, args)
                 waited = (row["steps"] - row["signalled"]) * row["step_seconds"]
                 print(f"  {framework:9s}{shape:>7s}{row['steps']:>8d}{row['epoch_seconds']:>9.2f}"
