@@ -226,7 +226,8 @@ class ProjectRun:
         (self.report_dir / "events.txt").write_text("\n".join(lines) + "\n")
         for pod in o.pods:
             name = pod["metadata"]["name"]
-            o.pod_logs.setdefault(name, self._pod_log(name))
+            if name not in o.pod_logs:  # gather() read it already, unless it failed before that
+                o.pod_logs[name] = self._pod_log(name)
             (self.report_dir / f"{name}.log").write_text(o.pod_logs[name])
 
     def _pod_log(self, name: str) -> str:
