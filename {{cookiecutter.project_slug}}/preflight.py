@@ -114,9 +114,10 @@ def check_environment_image(image: str) -> list[str]:
     return []
 
 
-# What `mlflow run --backend kubernetes` does in the namespace: create the Job, poll its status,
-# and delete it when you press Ctrl-C.
-JOB_ACCESS = (("create", "jobs", ""), ("get", "jobs", "status"), ("delete", "jobs", ""))
+# What `make run` does in the namespace: mlflow creates the Job and polls its status; submit.py follows
+# its pods' logs, and on Ctrl-C deletes the Job and its pods (cancel.py).
+JOB_ACCESS = (("batch", "create", "jobs", ""), ("batch", "get", "jobs", "status"), ("batch", "delete", "jobs", ""),
+              ("", "list", "pods", ""), ("", "get", "pods", "log"), ("", "delete", "pods", ""))
 
 
 def denied_job_access(client, namespace: str) -> list[str]:
@@ -125,9 +126,9 @@ def denied_job_access(client, namespace: str) -> list[str]:
     Works for a Run:ai researcher, whose rights end at the project namespace: no cluster-wide read needed.
     """
     api, denied = client.AuthorizationV1Api(), []
-    for verb, resource, subresource in JOB_ACCESS:
+    for group, verb, resource, subresource in JOB_ACCESS:
         review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group="batch",
+            resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
                                                             resource=resource, subresource=subresource or None)))
         if not api.create_self_subject_access_review(review, _request_timeout=15).status.allowed:
             denied.append(f"{verb} {resource}{'/' + subresource if subresource else ''}")

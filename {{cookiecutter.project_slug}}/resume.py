@@ -16,6 +16,8 @@ import sys
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+import submit
+
 CONTINUABLE = ("FAILED", "KILLED")
 
 
@@ -34,8 +36,7 @@ def command(run_id: str, extra: list[str]) -> list[str]:
               for arg in ("-P", f"{key}={value}")]
     print(f"resume: continuing run {run_id} ({run.data.tags.get('mlflow.runName', '')}) from its last checkpoint, "
           f"with its parameters: {' '.join(params[1::2])}", flush=True)
-    return ["mlflow", "run", ".", "--backend", "kubernetes", "--backend-config", "kubernetes_config.json",
-            "--build-image", "--experiment-id", run.info.experiment_id, *params, "-P", f"continue_run={run_id}",
+    return [*submit.MLFLOW_RUN, "--experiment-id", run.info.experiment_id, *params, "-P", f"continue_run={run_id}",
             *extra]
 
 
@@ -43,8 +44,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: make resume RUN_ID=<id of a FAILED or KILLED run>", file=sys.stderr)
         return 2
-    args = command(argv[0], argv[1:])
-    os.execvp(args[0], args)
+    return submit.Submission(command(argv[0], argv[1:])).execute()
 
 
 if __name__ == "__main__":

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 
-import yaml
+from cluster import NAME, connect, read_job, run_id_of
 
-HERE = Path(__file__).resolve().parent
-NAME = {{ cookiecutter.project_slug | py_str }}
 HINTS = {
     "BackoffLimitExceeded": (
         "its pods were stopped by SIGTERM (preempted without a DisruptionTarget condition, exit 143) or could not "
@@ -68,19 +65,6 @@ def kill_reason(pod: dict | None) -> str:
     return "killed"
 
 
-def run_id_of(job: dict) -> str | None:
-    """The run the pod trained in: the one `make resume` named (--continue-run), else the one MLflow created
-    for the submission (its MLFLOW_RUN_ID in the Job's environment)."""
-    for container in job["spec"]["template"]["spec"].get("containers", []):
-        command = container.get("command") or []
-        if "--continue-run" in command[:-1] and command[command.index("--continue-run") + 1] != "none":
-            return command[command.index("--continue-run") + 1]
-        for variable in container.get("env", []):
-            if variable["name"] == "MLFLOW_RUN_ID":
-                return variable.get("value")
-    return None
-
-
 def explain(job: dict, core=None) -> str:
     name, namespace, spec = job["metadata"]["name"], job["metadata"]["namespace"], job["spec"]
     failed = [c for c in job.get("status", {}).get("conditions", []) if c["type"] == "Failed"]
@@ -94,33 +78,25 @@ def explain(job: dict, core=None) -> str:
     code = re.search(r"failed with exit code (\d+)", message)
     if reason == "PodFailurePolicy" and code and code[1] == "137":
         hint = EXIT_HINTS[kill_reason(pod_of(core, namespace, message))] + f" Pod log: {logs}"
-    run_id = run_id_of(job)
+    run_id = run_id_of(spec["template"]["spec"])
     if run_id:
         hint += (f"\n  continue: the run keeps its checkpoints; after fixing the cause, `make resume RUN_ID={run_id}` "
                  "goes on from the last one.")
     return f"Job {name} failed: {reason}: {message}\n  why: {hint}"
 
 
-def main() -> int:
+def main(job_name: str | None = None) -> int:
+    """job_name: the Job `make run` created, if it knows it; else this project's latest Job."""
     try:
-        from kubernetes import client
-        from kubernetes import config as kube_config
-    except ModuleNotFoundError:
-        print("why_failed: the kubernetes package is missing; pip install -r requirements-dev.txt", file=sys.stderr)
-        return 2
-    config = json.loads((HERE / "kubernetes_config.json").read_text())
-    template = yaml.safe_load((HERE / config["kube-job-template-path"]).read_text())
-    namespace = template["metadata"]["namespace"]
-    try:
-        kube_config.load_kube_config(context=config.get("kube-context"))
-        job = latest_job(client.BatchV1Api(), namespace)
-        core = client.CoreV1Api()
+        cluster = connect()
+        namespace, core = cluster.namespace, cluster.core
+        job = read_job(cluster, job_name) if job_name else latest_job(cluster.batch, namespace)
     except Exception as err:  # noqa: BLE001 - an explanation is a courtesy; never hide mlflow's own error
         print(f"why_failed: could not read the Job from the cluster: {err}", file=sys.stderr)
         return 2
     if job is None:
-        print(f"why_failed: no Job of {NAME} in {namespace}: the submission failed before the Job was created "
-              "(see mlflow's message above).", file=sys.stderr)
+        print(f"why_failed: {'Job ' + job_name + ' is gone' if job_name else f'no Job of {NAME} in {namespace}'}"
+              ": see mlflow's message above.", file=sys.stderr)
         return 1
     try:
         print(explain(job, core), file=sys.stderr)
@@ -130,4 +106,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))

@@ -163,6 +163,20 @@ class ProjectRun:
         return self._make(project, "resume", "make-resume.log", self.submit_env(project), self.deadline + 180,
                           f"RUN_ID={run_id}", f"PARAMS={params}")
 
+    def start_make_run(self, project: Path) -> tuple[subprocess.Popen, Path]:
+        """`make run` as a terminal starts it: a process group of its own (a test sends it a Ctrl-C), its output
+        written to the report as it comes (a test reads it while the run goes on)."""
+        o = self.outcome
+        log = self.report_dir / "make-run.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = self.submit_env(project)
+        params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
+        with open(log, "w") as out:
+            make = subprocess.Popen(["make", "--no-print-directory", "run", f"PYTHON={env['VIRTUAL_ENV']}/bin/python",
+                                     f"EXPERIMENT={o.experiment}", f"PARAMS={params}"], cwd=project, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return make, log
+
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
         env = self.submit_env(project)
@@ -264,14 +278,19 @@ class ProjectRun:
             if err.status != 404:
                 raise
 
+    def prepare(self) -> Path:
+        """Everything before `make run`: the generated project, its namespace and its environment image."""
+        progress(f"{self.variant.id}: bake {self.outcome.slug} (namespace {self.outcome.namespace})")
+        project = self.bake()
+        self.prepare_namespace()
+        progress(f"{self.variant.id}: make image")
+        self.build_env_image(project)
+        return project
+
     def execute(self) -> Outcome:
         o = self.outcome
         try:
-            progress(f"{self.variant.id}: bake {o.slug} (namespace {o.namespace})")
-            project = self.bake()
-            self.prepare_namespace()
-            progress(f"{self.variant.id}: make image")
-            self.build_env_image(project)
+            project = self.prepare()
             progress(f"{self.variant.id}: make run")
             self.mlflow_run(project)
             self.gather()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -34,6 +35,9 @@ def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e, concurrent_ru
     [message] = {e["message"] for e in outcome.pod_events("Unschedulable")}
     assert message.startswith("Non-preemptible workload is over quota. Workload requested 1 GPUs, but "
                               f"{outcome.project} quota is 0 GPUs"), message
+    # make run said so while it waited, once: not only why_failed.py at the end.
+    waiting = re.findall(r"^pod \S+ is Pending: (.*)$", outcome.output, re.M)
+    assert waiting == [message], outcome.output[-3000:]
     [job] = outcome.jobs
     assert any(c["type"] == "Failed" and c.get("reason") == "DeadlineExceeded" for c in job["status"]["conditions"])
     assert not outcome.pod_events("Scheduled")
@@ -132,5 +136,6 @@ def test_preflight_refuses_a_user_who_may_not_work_with_jobs(e2e, tmp_path):
         return json.loads(result.stdout.splitlines()[-1])
 
     [refusal] = preflight_kubernetes(nobody)
-    assert f"You may not create jobs, get jobs/status, delete jobs in namespace {namespace!r}" in refusal
+    assert (f"You may not create jobs, get jobs/status, delete jobs, list pods, get pods/log, delete pods in "
+            f"namespace {namespace!r}") in refusal
     assert preflight_kubernetes(e2e.target.kubeconfig) == [], "the suite's own user may"

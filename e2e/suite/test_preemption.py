@@ -94,6 +94,16 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_sett
     [pod] = o.pods
     assert pod["metadata"]["name"] == p.replacement_pod
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+    # make run showed the hand-over, and the run keeps each pod's log, in order.
+    ended, takes_over = f"pod {p.evicted_pod} ended: ", f"pod {p.replacement_pod} takes over"
+    assert ended in o.output and takes_over in o.output, o.output[-3000:]
+    assert o.output.index(ended) < o.output.index(takes_over)
+    kept = [a.path for a in client.list_artifacts(run.info.run_id, "pod-logs")]
+    assert kept == [f"pod-logs/01-{p.evicted_pod}.log", f"pod-logs/02-{p.replacement_pod}.log"], kept
+    first = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=kept[0],
+                                                tracking_uri=e2e.tracking.uri)
+    assert "received SIGTERM" in open(first).read(), "the preempted pod's log, up to its stop"
     if benchmark_setting:
         record_figures(e2e.report_dir, benchmark_setting, p.figures(run.data.metrics["epochs_redone"]))
 

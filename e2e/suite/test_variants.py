@@ -2,6 +2,7 @@
 
 import subprocess
 
+import mlflow
 import pytest
 
 from .data_claim import DATA_FILES
@@ -37,6 +38,14 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     assert job["metadata"]["namespace"] == f"runai-{outcome.project}"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"].get("conditions", []))
     [pod] = outcome.pods
+
+    # make run printed where the run is, the pod's log as it came and how the pod ended; the run keeps the log.
+    pod_name, run_id = pod["metadata"]["name"], run.info.run_id
+    assert f"run: {e2e.tracking.uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}" in outcome.output
+    assert f"[{pod_name}] run {run_id}: " in outcome.output, "train.py's last line, streamed from the pod"
+    assert f"pod {pod_name} ended: exit 0: finished" in outcome.output
+    [kept] = mlflow.MlflowClient(e2e.tracking.uri).list_artifacts(run_id, "pod-logs")
+    assert kept.path == f"pod-logs/01-{pod_name}.log"
 
     # The fake Run:ai scheduler bound the pod, with the GPU allocation the answers asked for.
     if e2e.scheduler:
