@@ -14,15 +14,16 @@ import threading
 from collections.abc import Callable
 
 from cluster import JOB_NAME_LABEL, Cluster
+from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE
 
 POLL_SECONDS = 2.0  # how often a waiting pod's state is read again (a terminal display, not a deadline)
 ENDINGS = {
     0: "finished",
-    143: "stopped by SIGTERM (preempted or deleted) after saving a checkpoint",
-    75: "could not reach the tracking server for --retry-seconds",
+    PREEMPTED_EXIT_CODE: "stopped by SIGTERM (preempted or deleted) after saving a checkpoint",
+    TRANSIENT_EXIT_CODE: "could not reach the tracking server for --retry-seconds",
     137: "was killed (SIGKILL: out of memory, or a grace period overrun)",
 }
-HANDED_OVER = (143, 75)  # the exits the Job template answers with a replacement pod
+HANDED_OVER = (PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE)  # the exits the Job template answers with a new pod
 HAND_OVER = "; the Job starts a replacement that resumes the run from its last checkpoint, if its backoffLimit allows"
 
 
