@@ -163,27 +163,29 @@ class ProjectRun:
         return self._make(project, "resume", "make-resume.log", self.submit_env(project), self.deadline + 180,
                           f"RUN_ID={run_id}", f"PARAMS={params}")
 
+    def _run_variables(self) -> tuple[str, str]:
+        """`make run`'s variables for this variant: its experiment and its -P parameters."""
+        params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
+        return f"EXPERIMENT={self.outcome.experiment}", f"PARAMS={params}"
+
     def start_make_run(self, project: Path) -> tuple[subprocess.Popen, Path]:
         """`make run` as a terminal starts it: a process group of its own (a test sends it a Ctrl-C), its output
         written to the report as it comes (a test reads it while the run goes on)."""
-        o = self.outcome
         log = self.report_dir / "make-run.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = self.submit_env(project)
-        params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
         with open(log, "w") as out:
             make = subprocess.Popen(["make", "--no-print-directory", "run", f"PYTHON={env['VIRTUAL_ENV']}/bin/python",
-                                     f"EXPERIMENT={o.experiment}", f"PARAMS={params}"], cwd=project, env=env,
+                                     *self._run_variables()], cwd=project, env=env,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return make, log
 
     def mlflow_run(self, project: Path) -> None:
         o = self.outcome
         env = self.submit_env(project)
-        params = " ".join(f"-P {k}={v}" for k, v in self.variant.params.items())
         started = time.time()
         o.exit_code, o.output = self._make(project, "run", "make-run.log", env, self.deadline + 180,
-                                           f"EXPERIMENT={o.experiment}", f"PARAMS={params}")
+                                           *self._run_variables())
         o.phases["mlflow run"] = time.time() - started
         o.phases["_run_started"] = started
 
