@@ -18,6 +18,7 @@ from fake_runai_scheduler import FakeRunaiScheduler, parse_config
 from kube import KubeApi
 from kube.nodes import FakeNodes, pod_body
 from local_cluster import LocalCluster
+from runai.names import NODE_POOL_LABEL
 
 PODS = 300
 RATE = 10.0
@@ -58,7 +59,7 @@ def run(api: KubeApi, scheduler_name: str, pool: str, steady: bool) -> dict:
     watch = BindWatch(api, namespace)
     bodies = [pod_body(f"p{i:03d}", scheduler_name, pool, queue="bench", cpu="10m", memory="1Mi") for i in range(PODS)]
     for body in bodies:
-        body["spec"]["nodeSelector"] = {"runai/node-pool": pool}
+        body["spec"]["nodeSelector"] = {NODE_POOL_LABEL: pool}
     created_at = {}
 
     def create(body):

@@ -10,10 +10,11 @@ from .conftest import ROOT
 E2E = ROOT / "e2e"
 # package -> the packages of e2e/ it may import
 ALLOWED = {
-    "kube": set(),
-    "local_cluster": {"kube"},
-    "fake_runai_scheduler": {"kube"},
-    "suite": {"kube", "local_cluster", "fake_runai_scheduler"},
+    "runai": set(),  # Run:ai's names, spelled once: every layer may read them
+    "kube": {"runai"},
+    "local_cluster": {"kube", "runai"},
+    "fake_runai_scheduler": {"kube", "runai"},
+    "suite": {"kube", "local_cluster", "fake_runai_scheduler", "runai"},
 }
 
 

@@ -12,6 +12,17 @@ import pytest
 import yaml
 from mlflow.projects import kubernetes as mlflow_k8s
 from mlflow.projects.utils import get_entry_point_command, get_run_env_vars, load_project
+from runai.names import (
+    DEVICES_ANNOTATION,
+    FRACTION_ANNOTATION,
+    GPU_RESOURCE,
+    MEMORY_ANNOTATION,
+    NODE_POOL_LABEL,
+    NODE_TYPE_LABEL,
+    PRIORITY_LABEL,
+    PROJECT_LABEL,
+    QUEUE_LABEL,
+)
 
 from .conftest import ANSWER_KEYS
 from .matrix import VARIANTS, variant_id
@@ -93,13 +104,13 @@ def _annotations(job):
 def _check_gpu(job, a, _):
     gpu, annotations, limits = float(a["gpu"]), _annotations(job), _limits(job)
     if a["gpu_memory"]:
-        assert "nvidia.com/gpu" not in limits and "gpu-fraction" not in annotations, "memory replaces the fraction"
+        assert GPU_RESOURCE not in limits and FRACTION_ANNOTATION not in annotations, "memory replaces the fraction"
     elif gpu >= 1:
-        assert limits["nvidia.com/gpu"] == str(int(gpu)) and "gpu-fraction" not in annotations
+        assert limits[GPU_RESOURCE] == str(int(gpu)) and FRACTION_ANNOTATION not in annotations
     elif gpu > 0:
-        assert "nvidia.com/gpu" not in limits and float(annotations["gpu-fraction"]) == gpu
+        assert GPU_RESOURCE not in limits and float(annotations[FRACTION_ANNOTATION]) == gpu
     else:
-        assert "nvidia.com/gpu" not in limits and "gpu-fraction" not in annotations
+        assert GPU_RESOURCE not in limits and FRACTION_ANNOTATION not in annotations
 
 
 def _check_data(job, a, _):
@@ -125,7 +136,7 @@ def _check_large_shm(job, a, _):
 def _check_project(job, a, _):
     assert job["metadata"]["namespace"] == f"runai-{a['runai_project']}"
     for meta in _meta(job):
-        assert meta["labels"]["runai/queue"] == a["runai_project"] and meta["labels"]["project"] == a["runai_project"]
+        assert meta["labels"][QUEUE_LABEL] == a["runai_project"] and meta["labels"][PROJECT_LABEL] == a["runai_project"]
 
 
 def _check_workload_type(job, a, project):
@@ -135,7 +146,7 @@ def _check_workload_type(job, a, project):
 
 def _check_priority_class(job, a, _):
     for meta in _meta(job):
-        assert meta["labels"]["priorityClassName"] == a["priority_class"]
+        assert meta["labels"][PRIORITY_LABEL] == a["priority_class"]
 
 
 def _check_framework(job, a, project):
@@ -168,8 +179,8 @@ ANSWER_CHECKS = {
     "workload_type": _check_workload_type,
     "priority_class": _check_priority_class,
     "gpu": _check_gpu,
-    "gpu_memory": lambda job, a, _: _annotations(job).get("gpu-memory") == (a["gpu_memory"] or None),
-    "gpu_devices": lambda job, a, _: _annotations(job).get("gpu-fraction-num-devices")
+    "gpu_memory": lambda job, a, _: _annotations(job).get(MEMORY_ANNOTATION) == (a["gpu_memory"] or None),
+    "gpu_devices": lambda job, a, _: _annotations(job).get(DEVICES_ANNOTATION)
     == (a["gpu_devices"] if a["gpu_devices"] != "1" else None),
     "data_pvc": _check_data,
     "data_mount_path": _check_data,
@@ -177,8 +188,9 @@ ANSWER_CHECKS = {
     "cpu_limit": lambda job, a, _: _limits(job).get("cpu", "") == a["cpu_limit"],
     "memory_request": lambda job, a, _: _container(job)["resources"]["requests"]["memory"] == a["memory_request"],
     "memory_limit": lambda job, a, _: _limits(job).get("memory", "") == a["memory_limit"],
-    "node_type": lambda job, a, _: pod_spec(job).get("nodeSelector", {}).get("run.ai/type") == (a["node_type"] or None),
-    "node_pool": lambda job, a, _: _meta(job)[1]["labels"].get("runai/node-pool") == (a["node_pool"] or None),
+    "node_type": lambda job, a, _: pod_spec(job).get("nodeSelector", {}).get(NODE_TYPE_LABEL)
+    == (a["node_type"] or None),
+    "node_pool": lambda job, a, _: _meta(job)[1]["labels"].get(NODE_POOL_LABEL) == (a["node_pool"] or None),
     "large_shm": _check_large_shm,
     "base_image": lambda job, a, project: f"\nFROM {a['base_image']}\n" in (project / "Dockerfile").read_text(),
     "image_repository": lambda job, a, project: _config(project)["repository-uri"] == a["image_repository"],
@@ -249,4 +261,4 @@ def test_entry_point_parameters_reach_the_command(bake, monkeypatch):
 def test_the_workload_type_picks_the_default_priority_class(bake, monkeypatch, workload_type, priority_class):
     """Run:ai's defaults: train workloads are preemptible (train, 50), interactive ones are not (build, 100)."""
     job = render_job(bake(workload_type=workload_type).project_path, monkeypatch)
-    assert [meta["labels"]["priorityClassName"] for meta in _meta(job)] == [priority_class] * 2
+    assert [meta["labels"][PRIORITY_LABEL] for meta in _meta(job)] == [priority_class] * 2

@@ -13,12 +13,19 @@ import uuid
 from datetime import UTC, datetime
 
 from kube import ApiError, KubeApi, pod_path
+from runai.names import (
+    ALLOCATED_GPUS_ANNOTATION,
+    GPU_GROUP_LABEL,
+    GPU_INDEX_ANNOTATION,
+    POD_GROUP_ANNOTATION,
+    QUEUE_LABEL,
+    RESOURCE_TYPE_ANNOTATION,
+)
 
-from .snapshot import GPU_INDEX_ANNOTATION, Placement
+from .snapshot import Placement
 from .workload import Workload
 
 log = logging.getLogger(__name__)
-GPU_GROUP_LABEL = "runai-gpu-group"
 DISRUPTION_TARGET = "DisruptionTarget"
 
 
@@ -32,9 +39,9 @@ def gpu_group(node: str, device: int) -> str:
 
 def binding_annotations(w: Workload, placement: Placement) -> dict[str, str]:
     """What the pod learns of its binding. GPU memory is reported as the share it is on this node."""
-    annotations = {"pod-group-name": w.group, "runai/queue": w.queue,
-                   "received-resource-type": "Fraction" if w.shared else "Regular",
-                   "runai-allocated-gpus": f"{round(w.gpus, 6):g}"}
+    annotations = {POD_GROUP_ANNOTATION: w.group, QUEUE_LABEL: w.queue,
+                   RESOURCE_TYPE_ANNOTATION: "Fraction" if w.shared else "Regular",
+                   ALLOCATED_GPUS_ANNOTATION: f"{round(w.gpus, 6):g}"}
     if w.shared:
         annotations[GPU_INDEX_ANNOTATION] = ",".join(str(d) for d in placement.devices)
         # The group of its first device: pods sharing that GPU select each other by this label.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from runai.names import SCHEDULER_NAME
 
 UNLIMITED = -1.0
 RESOURCES = ("gpu", "cpu", "memory")
@@ -46,7 +47,7 @@ class Queue:
 @dataclass(frozen=True)
 class SchedulerConfig:
     queues: dict[str, Queue]
-    scheduler_name: str = "runai-scheduler"
+    scheduler_name: str = SCHEDULER_NAME
 
 
 def _quota(queue: str, resource: str, raw: object, required: bool) -> Quota:
@@ -78,7 +79,7 @@ def parse_config(data: dict) -> SchedulerConfig:
         if name in queues:
             raise ConfigError(f"queue {name!r} is defined twice")
         queues[name] = Queue(name, *[_quota(name, r, entry.get(r), required=(r == "gpu")) for r in RESOURCES])
-    return SchedulerConfig(queues, data.get("schedulerName", "runai-scheduler"))
+    return SchedulerConfig(queues, data.get("schedulerName", SCHEDULER_NAME))
 
 
 def load_config(path: str | Path) -> SchedulerConfig:

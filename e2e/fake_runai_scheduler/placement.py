@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from runai.names import GPU_MEMORY_LABEL, NODE_POOL_LABEL
+
 from .snapshot import EPSILON, NodeState, Placement
-from .workload import NODE_POOL_LABEL, Workload
+from .workload import Workload
 
 
 def tolerates(tolerations: list, taint: dict) -> bool:
@@ -48,7 +50,7 @@ def reject_reason(node: NodeState, w: Workload) -> str | None:
     if w.shared:
         share = node.share_of(w)
         if share is None:  # KAI's words: the node's GPU memory is unknown without the label
-            return "node(s) didn't have the nvidia.com/gpu.memory label (gpu memory count not synced)"
+            return f"node(s) didn't have the {GPU_MEMORY_LABEL} label (gpu memory count not synced)"
         if share > 1 + EPSILON:
             return "node(s) didn't have GPUs with enough memory"
         if node.shared_devices(share, w.devices) is None:

@@ -5,9 +5,11 @@ Messages follow KAI (pkg/scheduler/api/unschedule_info.go) so tests and users se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .config import UNLIMITED, Queue
-from .placement import reject_reason
-from .snapshot import Bound, NodeState, QueueUsage, Snapshot
+from .placement import best_placement, reject_reason, unschedulable_message
+from .snapshot import Bound, NodeState, Placement, QueueUsage, Snapshot
 from .workload import Workload
 
 UNITS = {"gpu": "GPUs", "cpu": "CPU millicores", "memory": "MB of memory"}
@@ -136,3 +138,34 @@ def _best_victims(snapshot: Snapshot, w: Workload, candidates: list[Bound], extr
         if chosen and (best is None or len(chosen) < len(best)):
             best = chosen
     return best
+
+
+@dataclass
+class Decision:
+    """What the rules allow for one pod on a snapshot: a placement, victims to evict first, or why not."""
+    placement: Placement | None = None
+    victims: list[Bound] | None = None
+    reclaim: bool = False
+    message: str = ""
+
+
+def decide(snapshot: Snapshot, queues: dict[str, Queue], queue: Queue, w: Workload) -> Decision:
+    """Quota admission, then filter and score, else preempt within the queue or reclaim from others."""
+    usage = snapshot.queues[queue.name]
+    limit_message = over_limit(queue, usage, w)
+    if limit_message:
+        victims = preemption_victims(snapshot, queue, w)
+        return Decision(victims=victims) if victims else Decision(message=limit_message)
+    quota_message = non_preemptible_over_quota(queue, usage, w)
+    if quota_message:
+        return Decision(message=quota_message)
+    placement, reasons = best_placement(snapshot.nodes, w)
+    if placement:
+        return Decision(placement=placement)
+    victims = preemption_victims(snapshot, queue, w)
+    if victims:
+        return Decision(victims=victims)
+    victims = reclaim_victims(snapshot, queues, queue, w)
+    if victims:
+        return Decision(victims=victims, reclaim=True)
+    return Decision(message=unschedulable_message(len(snapshot.nodes), reasons))

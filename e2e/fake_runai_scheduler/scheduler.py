@@ -3,6 +3,8 @@
 Each cycle takes a snapshot of the informer caches (pods, nodes, namespaces, Jobs, PriorityClasses),
 orders pending pods (most deprived queue first, then priority, then age), and for each one:
 quota admission -> filter and score -> bind, else preempt or reclaim, else report Unschedulable.
+A gang (a Job with kai.scheduler/batch-min-member) goes through the same steps member by member on a
+trial copy of the snapshot, and is bound, or makes its evictions, only when every member fits.
 State lives in the API (bindings, annotations), so a restarted scheduler rebuilds it by listing.
 """
 
@@ -15,14 +17,14 @@ import time
 from dataclasses import dataclass, field
 
 from kube import ApiError, KubeApi
+from runai.names import PRIORITY_CLASSES
 
 from .binder import Writer
 from .config import UNLIMITED, Queue, SchedulerConfig
 from .informer import Informer
-from .placement import best_placement, unschedulable_message
-from .policy import non_preemptible_over_quota, over_limit, preemption_victims, reclaim_victims
+from .policy import decide
 from .snapshot import Bound, Placement, Snapshot, pod_is_active
-from .workload import RUNAI_PRIORITY_CLASSES, Workload, owner_job_key, workload_of
+from .workload import Workload, owner_job_key, workload_of
 
 log = logging.getLogger(__name__)
 ASSUME_SECONDS = 30
@@ -32,6 +34,22 @@ ASSUME_SECONDS = 30
 class Assumed:
     placement: Placement
     since: float = field(default_factory=time.monotonic)
+
+
+def units(pending: list[tuple[Workload, dict]]) -> list[list[tuple[Workload, dict]]]:
+    """What is scheduled as one: a pod, or a gang's pending members, at its first member's place in the order."""
+    result: list[list[tuple[Workload, dict]]] = []
+    gangs: dict[str, list[tuple[Workload, dict]]] = {}
+    for item in pending:
+        w = item[0]
+        if not w.gang:
+            result.append([item])
+        elif w.group in gangs:
+            gangs[w.group].append(item)
+        else:
+            gangs[w.group] = [item]
+            result.append(gangs[w.group])
+    return result
 
 
 class FakeRunaiScheduler:
@@ -90,7 +108,7 @@ class FakeRunaiScheduler:
 
     def ensure_priority_classes(self) -> None:
         """Run:ai installs these; without them a priorityClassName label falls back to train (50)."""
-        for name, value in RUNAI_PRIORITY_CLASSES.items():
+        for name, value in PRIORITY_CLASSES.items():
             try:
                 self.api.request("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", body={
                     "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
@@ -142,8 +160,13 @@ class FakeRunaiScheduler:
                 w.memory_share = w.gpu_memory_mib / largest if largest else 0.0
         pending.sort(key=lambda item: self._order(snapshot, item[0]))
         bound = 0
-        for w, pod in pending:
-            bound += self._schedule(snapshot, w, pod, live_uids)
+        for unit in units(pending):
+            w = unit[0][0]
+            if not w.gang:
+                bound += self._schedule(snapshot, w, unit[0][1], live_uids)
+                continue
+            running = sum(1 for b in snapshot.bound() if b.workload.group == w.group and not b.terminating)
+            bound += self._schedule_gang(snapshot, unit, running, live_uids)
         return bound
 
     def _workload(self, pod: dict, priority_classes: dict[str, int]) -> Workload:
@@ -166,57 +189,94 @@ class FakeRunaiScheduler:
             for uid in [u for u in table if u not in live_uids]:
                 del table[uid]
 
-    def _schedule(self, snapshot: Snapshot, w: Workload, pod: dict, live_uids: set[str]) -> int:
+    def _admissible(self, w: Workload, live_uids: set[str]) -> Queue | None:
+        """The pod's queue if the pod may be scheduled now; else None, with the reason reported."""
         if w.invalid:
             self._report(w, w.invalid)
-            return 0
+            return None
         queue = self.config.queues.get(w.queue)
         if queue is None:
             self._report(w, f"Queue '{w.queue}' does not exist")
-            return 0
+            return None
         if self.evictions.get(w.uid, set()) & live_uids:
-            return 0  # pipelined: waiting for the pods it preempted to terminate
-        usage = snapshot.queues[queue.name]
-        limit_message = over_limit(queue, usage, w)
-        if limit_message:
-            victims = preemption_victims(snapshot, queue, w)
-            if victims:
-                self._evict(w, victims, reclaim=False)
-            else:
-                self._report(w, limit_message)
+            return None  # pipelined: waiting for the pods it preempted to terminate
+        return queue
+
+    def _schedule(self, snapshot: Snapshot, w: Workload, pod: dict, live_uids: set[str]) -> int:
+        queue = self._admissible(w, live_uids)
+        if queue is None:
             return 0
-        quota_message = non_preemptible_over_quota(queue, usage, w)
-        if quota_message:
-            self._report(w, quota_message)
-            return 0
-        placement, reasons = best_placement(snapshot.nodes, w)
-        if placement:
-            if w.gpu_memory_mib:
-                w.memory_share = snapshot.nodes[placement.node].share_of(w)  # what it takes on this node
-            if not self.writer.bind(w, placement):
-                return 0
-            self.assumed[w.uid] = Assumed(placement)
-            snapshot.add_bound(pod, placement.node, w, placement.devices)
-            self.reported.pop(w.uid, None)
-            log.info("bound %s to %s (queue %s, %g GPU%s)", w.key, placement.node, w.queue, w.gpus,
-                     f" on devices {placement.devices}" if w.shared else "")
-            return 1
-        victims = preemption_victims(snapshot, queue, w)
-        reclaim = False
-        if not victims:
-            victims, reclaim = reclaim_victims(snapshot, self.config.queues, queue, w), True
-        if victims:
-            self._evict(w, victims, reclaim)
+        decision = decide(snapshot, self.config.queues, queue, w)
+        if decision.placement:
+            return self._bind(snapshot, w, pod, decision.placement)
+        if decision.victims:
+            self._evict([w], decision.victims, decision.reclaim, snapshot)
         else:
-            self._report(w, unschedulable_message(len(snapshot.nodes), reasons))
+            self._report(w, decision.message)
         return 0
 
-    def _evict(self, w: Workload, victims: list[Bound], reclaim: bool) -> None:
-        self.evictions[w.uid] = {v.workload.uid for v in victims}
+    def _schedule_gang(self, snapshot: Snapshot, members: list[tuple[Workload, dict]], running: int,
+                       live_uids: set[str]) -> int:
+        """All pending members of a gang bind in this cycle, or none does (KAI's batch-min-member).
+
+        They are placed one by one on a trial copy of the snapshot, evicting where the rules allow; only when
+        every member fits is anything written: the bindings, or the evictions the gang then waits for."""
+        queues = [self._admissible(w, live_uids) for w, _ in members]
+        if any(q is None for q in queues):
+            return 0
+        first = members[0][0]
+        if running >= first.min_member:  # the gang runs; a replacement member is scheduled on its own
+            return sum(self._schedule(snapshot, w, pod, live_uids) for w, pod in members)
+        if running + len(members) < first.min_member:
+            return 0  # the Job controller has not created every member yet
+        trial = snapshot.copy()
+        placements: list[Placement] = []
+        victims: list[Bound] = []
+        reclaim = False
+        for (w, pod), queue in zip(members, queues, strict=True):
+            decision = decide(trial, self.config.queues, queue, w)
+            if decision.victims:
+                trial.remove(decision.victims)
+                victims += decision.victims
+                reclaim = reclaim or decision.reclaim
+                decision = decide(trial, self.config.queues, queue, w)
+            if not decision.placement:
+                message = (f"Resources were found for {running + len(placements)} pods while {first.min_member} "
+                           f"are required for gang scheduling. Additional pods cannot be scheduled due to: "
+                           f"{decision.message or 'no node fits it even after preemption'}")
+                for member, _ in members:
+                    self._report(member, message)
+                return 0
+            placements.append(decision.placement)
+            trial.add_bound(pod, decision.placement.node, w, decision.placement.devices)
+        if victims:
+            self._evict([w for w, _ in members], snapshot.same_bounds(victims), reclaim, snapshot)
+            return 0
+        return sum(self._bind(snapshot, w, pod, placement)
+                   for (w, pod), placement in zip(members, placements, strict=True))
+
+    def _bind(self, snapshot: Snapshot, w: Workload, pod: dict, placement: Placement) -> int:
+        if w.gpu_memory_mib:
+            w.memory_share = snapshot.nodes[placement.node].share_of(w)  # what it takes on this node
+        if not self.writer.bind(w, placement):
+            return 0
+        self.assumed[w.uid] = Assumed(placement)
+        snapshot.add_bound(pod, placement.node, w, placement.devices)
+        self.reported.pop(w.uid, None)
+        log.info("bound %s to %s (queue %s, %g GPU%s)", w.key, placement.node, w.queue, w.gpus,
+                 f" on devices {placement.devices}" if w.shared else "")
+        return 1
+
+    def _evict(self, preemptors: list[Workload], victims: list[Bound], reclaim: bool, snapshot: Snapshot) -> None:
+        """Evict the victims, each with its whole gang (a gang below its minimum would hold GPUs for nothing)."""
+        victims = snapshot.with_gangs(victims)
+        for w in preemptors:
+            self.evictions[w.uid] = {v.workload.uid for v in victims}
         for victim in victims:
-            log.info("%s %s for %s", "reclaiming" if reclaim else "preempting", victim.workload.key, w.key)
+            log.info("%s %s for %s", "reclaiming" if reclaim else "preempting", victim.workload.key,
+                     preemptors[0].key)
             victim.terminating = True
-            self.writer.evict(victim.workload, w, reclaim)
+            self.writer.evict(victim.workload, preemptors[0], reclaim)
 
     def _report(self, w: Workload, message: str) -> None:
         if self.reported.get(w.uid) != message:

@@ -12,11 +12,11 @@ import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .quantities import bytes_, count, millicores
-from .workload import GPU, Workload, container_requests
+from runai.names import GPU_COUNT_LABEL, GPU_INDEX_ANNOTATION, GPU_MEMORY_LABEL, GPU_RESOURCE
 
-GPU_INDEX_ANNOTATION = "runai-gpu-index"  # the devices of a shared request, comma-separated
-GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per device; a node without it cannot take gpu-memory pods
+from .quantities import bytes_, count, millicores
+from .workload import Workload, container_requests
+
 EPSILON = 1e-9
 
 
@@ -90,6 +90,15 @@ class NodeState:
                 clone.add(copy.copy(bound))
         return clone
 
+    def drop(self, gone: list[Bound]) -> None:
+        """Forget ``gone`` in place, keeping the other Bound objects (the queues' lists hold the same ones)."""
+        ids = {id(b) for b in gone}
+        kept = [b for b in self.bound if id(b) not in ids]
+        self.used_cpu_m, self.used_memory, self.used_pods, self.whole_used = 0.0, 0.0, 0, 0
+        self.devices, self.bound = {}, []
+        for bound in kept:
+            self.add(bound)
+
     def share_of(self, w: Workload) -> float | None:
         """The share of one device ``w`` takes here; None when this node cannot express it (no memory label)."""
         if w.gpu_memory_mib:
@@ -117,14 +126,15 @@ class QueueUsage:
     non_preemptible_cpu_m: float = 0.0
     non_preemptible_memory_mb: float = 0.0
 
-    def add(self, w: Workload) -> None:
-        self.gpu += w.gpus
-        self.cpu_m += w.cpu_m
-        self.memory_mb += w.memory / 1e6
+    def add(self, w: Workload, sign: int = 1) -> None:
+        """Count ``w`` in (sign 1) or, once it is gone, out (sign -1)."""
+        self.gpu += sign * w.gpus
+        self.cpu_m += sign * w.cpu_m
+        self.memory_mb += sign * w.memory / 1e6
         if not w.preemptible:
-            self.non_preemptible_gpu += w.gpus
-            self.non_preemptible_cpu_m += w.cpu_m
-            self.non_preemptible_memory_mb += w.memory / 1e6
+            self.non_preemptible_gpu += sign * w.gpus
+            self.non_preemptible_cpu_m += sign * w.cpu_m
+            self.non_preemptible_memory_mb += sign * w.memory / 1e6
 
 
 def node_state(node: dict) -> NodeState:
@@ -132,8 +142,8 @@ def node_state(node: dict) -> NodeState:
     alloc = status.get("allocatable") or {}
     labels = meta.get("labels") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    alloc_gpus = count(alloc.get(GPU))
-    devices = int(labels.get("nvidia.com/gpu.count", alloc_gpus) or 0)
+    alloc_gpus = count(alloc.get(GPU_RESOURCE))
+    devices = int(labels.get(GPU_COUNT_LABEL, alloc_gpus) or 0)
     memory = labels.get(GPU_MEMORY_LABEL, "")
     return NodeState(name=meta["name"], labels=labels, taints=(node.get("spec") or {}).get("taints") or [],
                      ready=ready, unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
@@ -172,3 +182,38 @@ class Snapshot:
         if workload is not None:
             self.queues[workload.queue].add(workload)
             self.by_queue[workload.queue].append(bound)
+
+    def copy(self) -> Snapshot:
+        """A trial copy: a gang is placed member by member on it before anything is written."""
+        return copy.deepcopy(self)
+
+    def remove(self, victims: list[Bound]) -> None:
+        """The snapshot as it will be once ``victims`` (its own Bound objects) are gone."""
+        by_node: dict[str, list[Bound]] = defaultdict(list)
+        for victim in victims:
+            by_node[victim.placement.node].append(victim)
+            if victim.workload is not None:
+                self.queues[victim.workload.queue].add(victim.workload, sign=-1)
+                self.by_queue[victim.workload.queue] = [b for b in self.by_queue[victim.workload.queue]
+                                                        if b is not victim]
+        for node, gone in by_node.items():
+            if node in self.nodes:
+                self.nodes[node].drop(gone)
+
+    def bound(self) -> list[Bound]:
+        """Every bound pod of a known queue."""
+        return [b for bounds in self.by_queue.values() for b in bounds]
+
+    def same_bounds(self, others: list[Bound]) -> list[Bound]:
+        """This snapshot's Bound objects for the pods of ``others`` (found on a trial copy)."""
+        uids = {b.workload.uid for b in others if b.workload is not None}
+        return [b for b in self.bound() if b.workload.uid in uids]
+
+    def with_gangs(self, victims: list[Bound]) -> list[Bound]:
+        """The victims and every other bound member of their gangs, each once, in order."""
+        groups = {v.workload.group for v in victims if v.workload is not None and v.workload.gang}
+        chosen = {id(v): v for v in victims}
+        for bound in self.bound():
+            if bound.workload.group in groups and not bound.terminating:
+                chosen.setdefault(id(bound), bound)
+        return list(chosen.values())

@@ -12,23 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .quantities import bytes_, count, millicores
+from runai.names import (
+    BATCH_MIN_MEMBER_ANNOTATION,
+    DEFAULT_QUEUE,
+    DEVICES_ANNOTATION,
+    FRACTION_ANNOTATION,
+    GPU_RESOURCE,
+    MEMORY_ANNOTATION,
+    NODE_POOL_LABEL,
+    NON_PREEMPTIBLE_PRIORITY,
+    PREEMPTIBILITY_LABEL,
+    PRIORITY_LABEL,
+    PROJECT_LABEL,
+    QUEUE_LABEL,
+    TRAIN_PRIORITY,
+)
 
-QUEUE_LABEL = "runai/queue"
-PROJECT_LABEL = "project"
-NODE_POOL_LABEL = "runai/node-pool"
-PRIORITY_LABEL = "priorityClassName"
-PREEMPTIBILITY_LABEL = "kai.scheduler/preemptibility"
-FRACTION_ANNOTATION = "gpu-fraction"
-MEMORY_ANNOTATION = "gpu-memory"  # MiB per device, instead of a fraction
-DEVICES_ANNOTATION = "gpu-fraction-num-devices"  # the fraction or memory on each of this many devices
-GPU = "nvidia.com/gpu"
-DEFAULT_QUEUE = "default-queue"
-TRAIN_PRIORITY = 50
-NON_PREEMPTIBLE_PRIORITY = 100
-# Run:ai / KAI priority classes (KAI deployments/kai-scheduler/templates/priorityclasses).
-RUNAI_PRIORITY_CLASSES = {"train": 50, "build-preemptible": 75, "interactive-preemptible": 75, "build": 100,
-                          "inference": 125}
+from .quantities import bytes_, count, millicores
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Workload:
     # gpu_memory_mib as a share of one device: set for the node the pod is bound to, or, while pending,
     # against the largest labelled device (the least it can count against the queue's quota).
     memory_share: float = 0.0
+    min_member: int = 1  # pods of its group that must be bound together (a gang when > 1)
 
     @property
     def shared(self) -> bool:
@@ -69,6 +70,10 @@ class Workload:
         return self.whole_gpus + self.share * self.devices
 
     @property
+    def gang(self) -> bool:
+        return self.min_member > 1
+
+    @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -79,7 +84,7 @@ def container_requests(pod: dict) -> tuple[int, float, float]:
     for container in pod["spec"].get("containers", []):
         resources = container.get("resources") or {}
         requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        gpus += count(limits.get(GPU, requests.get(GPU)))
+        gpus += count(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE)))
         cpu += millicores(requests.get("cpu", limits.get("cpu")))
         memory += bytes_(requests.get("memory", limits.get("memory")))
     return gpus, cpu, memory
@@ -123,15 +128,27 @@ def workload_of(pod: dict, owner: dict | None, namespace: dict | None, priority_
     shared, invalid = shared_request(meta.get("annotations") or {}, whole)
     fraction, gpu_memory_mib, devices = shared
     owner_uid = (owner or {}).get("metadata", {}).get("uid") or meta["uid"]
+    min_member, gang_invalid = gang_size((owner or {}).get("metadata", {}).get("annotations") or {})
+    group = f"pg-{owner['metadata']['name']}-{owner_uid}" if min_member > 1 else f"pg-{meta['name']}-{owner_uid}"
     return Workload(
         namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
         queue=resolve_queue(pod_labels, owner_labels, namespace_labels),
         priority=priority, preemptible=preemptible, whole_gpus=whole, fraction=fraction,
         cpu_m=cpu, memory=memory, node_selector=pod["spec"].get("nodeSelector") or {},
         tolerations=pod["spec"].get("tolerations") or [], node_pool=pod_labels.get(NODE_POOL_LABEL),
-        created=meta.get("creationTimestamp", ""), group=f"pg-{meta['name']}-{owner_uid}", invalid=invalid,
-        gpu_memory_mib=gpu_memory_mib, devices=devices,
+        created=meta.get("creationTimestamp", ""), group=group, invalid=invalid or gang_invalid,
+        gpu_memory_mib=gpu_memory_mib, devices=devices, min_member=min_member,
     )
+
+
+def gang_size(job_annotations: dict) -> tuple[int, str | None]:
+    """(min_member, why the annotation is invalid or None): one PodGroup for the Job, bound all or nothing."""
+    raw = job_annotations.get(BATCH_MIN_MEMBER_ANNOTATION)
+    if raw is None:
+        return 1, None
+    if not raw.isdigit() or int(raw) < 1:
+        return 1, f"{BATCH_MIN_MEMBER_ANNOTATION} annotation must be a whole number >= 1, got {raw!r}"
+    return int(raw), None
 
 
 def shared_request(annotations: dict, whole: int) -> tuple[tuple[float, int, int], str | None]:
@@ -154,8 +171,8 @@ def shared_request(annotations: dict, whole: int) -> tuple[tuple[float, int, int
             return nothing, "gpu-memory and gpu-fraction annotations are exclusive; request one of them"
         memory = int(raw_memory)
     if (fraction or memory) and whole:
-        name, value = ("gpu-fraction", raw_fraction) if fraction else ("gpu-memory", raw_memory)
-        return nothing, (f"{name} annotation ({value}) cannot be combined with an {GPU} limit ({whole}); "
+        name, value = (FRACTION_ANNOTATION, raw_fraction) if fraction else (MEMORY_ANNOTATION, raw_memory)
+        return nothing, (f"{name} annotation ({value}) cannot be combined with an {GPU_RESOURCE} limit ({whole}); "
                          f"request either whole GPUs or a share of a GPU")
     if raw_devices is not None:
         if not raw_devices.isdigit() or int(raw_devices) < 1:

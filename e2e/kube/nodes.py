@@ -10,11 +10,19 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
+from runai.names import (
+    FRACTION_ANNOTATION,
+    GPU_COUNT_LABEL,
+    GPU_MEMORY_LABEL,
+    GPU_PRESENT_LABEL,
+    GPU_RESOURCE,
+    NODE_POOL_LABEL,
+    QUEUE_LABEL,
+)
+
 from .api import ApiError, KubeApi
 
-GPU_RESOURCE = "nvidia.com/gpu"
 GPU_MEMORY_MIB = 16384
-POOL_LABEL = "runai/node-pool"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -25,8 +33,8 @@ def micro_now() -> str:
 
 def gpu_labels(gpus: int, memory_mib: int | None = GPU_MEMORY_MIB) -> dict[str, str]:
     """None for memory_mib: a node whose GPU memory is unknown (no gpu-memory pod can go there)."""
-    labels = {"nvidia.com/gpu.count": str(gpus), "nvidia.com/gpu.present": "true"}
-    return labels if memory_mib is None else {**labels, "nvidia.com/gpu.memory": str(memory_mib)}
+    labels = {GPU_COUNT_LABEL: str(gpus), GPU_PRESENT_LABEL: "true"}
+    return labels if memory_mib is None else {**labels, GPU_MEMORY_LABEL: str(memory_mib)}
 
 
 def advertise_fake_gpus(api: KubeApi, node: str, gpus: int, memory_mib: int = GPU_MEMORY_MIB) -> None:
@@ -55,10 +63,10 @@ class FakeNodes:
                taints: list | None = None, ready: bool = True, name: str | None = None,
                gpu_memory_mib: int | None = GPU_MEMORY_MIB) -> str:
         name = name or f"fake-{pool}-{uuid.uuid4().hex[:5]}"
-        node_labels = {POOL_LABEL: pool, "kubernetes.io/hostname": name, **gpu_labels(gpus, gpu_memory_mib),
+        node_labels = {NODE_POOL_LABEL: pool, "kubernetes.io/hostname": name, **gpu_labels(gpus, gpu_memory_mib),
                        **(labels or {})}
         if pool == "":
-            del node_labels[POOL_LABEL]
+            del node_labels[NODE_POOL_LABEL]
         self.api.request("POST", "/api/v1/nodes", body={
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": node_labels},
             "spec": {"taints": taints or []}})
@@ -99,16 +107,16 @@ def pod_body(name: str, scheduler: str, pool: str, gpus: int = 0, fraction: floa
              annotations: dict | None = None) -> dict:
     """A pause pod for `scheduler` in node pool `pool` ("" for none), with whole GPUs or a fraction
     (or, through annotations, GPU memory and a device count)."""
-    pod_labels = {POOL_LABEL: pool, **({"runai/queue": queue} if queue else {}), **(labels or {})}
+    pod_labels = {NODE_POOL_LABEL: pool, **({QUEUE_LABEL: queue} if queue else {}), **(labels or {})}
     if pool == "":
-        del pod_labels[POOL_LABEL]
+        del pod_labels[NODE_POOL_LABEL]
     resources = {"requests": {"cpu": cpu, "memory": memory}}
     if gpus:
         resources["limits"] = {GPU_RESOURCE: str(gpus)}
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": pod_labels,
-                     "annotations": {**({"gpu-fraction": str(fraction)} if fraction is not None else {}),
+                     "annotations": {**({FRACTION_ANNOTATION: str(fraction)} if fraction is not None else {}),
                                      **(annotations or {})}},
         "spec": {"schedulerName": scheduler, "restartPolicy": "Never", "nodeSelector": node_selector or {},
                  "tolerations": tolerations or [], "terminationGracePeriodSeconds": 0,

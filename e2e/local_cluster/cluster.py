@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 
 from kube import KubeApi, WaitFailed, wait_until
-from kube.nodes import GPU_RESOURCE, advertise_fake_gpus, advertised_gpus, gpu_labels
+from kube.nodes import advertise_fake_gpus, advertised_gpus, gpu_labels
+from runai.names import GPU_RESOURCE
 
 from . import host, images
 from .binaries import ensure_binaries

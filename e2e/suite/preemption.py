@@ -18,6 +18,7 @@ from pathlib import Path
 
 import mlflow
 from kube import ApiError, wait_until
+from runai.names import GPU_RESOURCE, PROJECT_LABEL, QUEUE_LABEL
 
 from .progress import progress
 from .runner import Outcome, ProjectRun
@@ -76,7 +77,7 @@ def recorded_figures(report_dir: Path) -> dict:
 
 def holder_pod(project: str, image: str, scheduler_name: str, priority_class: str | None) -> dict:
     """A pod that only holds one GPU: admitted by Pod Security "restricted", gone at once when deleted."""
-    labels = {"project": project, "runai/queue": project, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}
+    labels = {PROJECT_LABEL: project, QUEUE_LABEL: project, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}
     if priority_class:
         labels["priorityClassName"] = priority_class
     return {
@@ -88,7 +89,7 @@ def holder_pod(project: str, image: str, scheduler_name: str, priority_class: st
                 "name": "hold", "image": image, "command": ["python", "-c", "import time; time.sleep(3600)"],
                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                              "limits": {"nvidia.com/gpu": "1", "memory": "256Mi"}}}]},
+                              "limits": {GPU_RESOURCE: "1", "memory": "256Mi"}}}]},
     }
 
 

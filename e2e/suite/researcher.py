@@ -25,16 +25,21 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from fake_runai_scheduler.workload import RUNAI_PRIORITY_CLASSES
 from kube import ApiError, KubeApi, wait_until
 from kube.paths import REPO_ROOT
 from local_cluster import LocalCluster
 from local_cluster.images import PYTHON_BASE_IMAGE
+from runai.names import NAMESPACE_VERSION_LABEL, NODE_TYPE_LABEL, PRIORITY_CLASSES, QUEUE_LABEL
 
 PROJECT = "researcher"
 NAMESPACE = f"runai-{PROJECT}"
 ACCOUNT = "researcher"
 NODE_TYPE = "researcher-gpu"
+# The project's GPU quota: the local node's 4 fake GPUs. Three runs at a time need at most 4 devices (only
+# fraction-two-devices spans 2) and 3 GPUs of quota, so none preempts another in the one queue; a real project's
+# quota is unknown, and there the suite runs one variant at a time (E2E_JOBS).
+GPU_QUOTA = 4
+CONCURRENT_RUNS = 3
 # What a Run:ai researcher may do in the project namespace (the e2e suite's needs, no more):
 # MLflow creates, polls and deletes Jobs; the suite reads pods, logs and events and makes a secret.
 ROLE_RULES = [
@@ -63,7 +68,7 @@ def create_project(api: KubeApi) -> None:
         api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
         wait_until(lambda: namespace_gone(api), 120, f"the old {NAMESPACE} to be deleted")
     api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE, "labels": {
-        "runai/queue": PROJECT, "runai/namespace-version": "v2", "pod-security.kubernetes.io/enforce": "restricted",
+        QUEUE_LABEL: PROJECT, NAMESPACE_VERSION_LABEL: "v2", "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/enforce-version": "latest"}}})
     base = f"/api/v1/namespaces/{NAMESPACE}"
     api.request("POST", f"{base}/serviceaccounts", body={"metadata": {"name": ACCOUNT}})
@@ -138,14 +143,14 @@ def differences(before: dict, after: dict, where: str = "") -> list[str]:
 def start_scheduler(api: KubeApi, kubeconfig: Path, work: Path, report: Path) -> subprocess.Popen:
     """Run:ai's scheduler, already running when a researcher arrives: a process of its own, the admin's rights."""
     config = work / "queues.yaml"
-    config.write_text(yaml.safe_dump({"queues": [{"name": PROJECT, "gpu": {"quota": 4, "limit": -1}}]}))
+    config.write_text(yaml.safe_dump({"queues": [{"name": PROJECT, "gpu": {"quota": GPU_QUOTA, "limit": -1}}]}))
     with open(report / "scheduler.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "fake_runai_scheduler", "--kubeconfig", str(kubeconfig),
                                     "--config", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "e2e")})
     # Started: it has made Run:ai's PriorityClasses (so the snapshot below does not race it).
     classes = "/apis/scheduling.k8s.io/v1/priorityclasses"
-    wait_until(lambda: set(RUNAI_PRIORITY_CLASSES) <= {c["metadata"]["name"] for c in api.get(classes)["items"]},
+    wait_until(lambda: set(PRIORITY_CLASSES) <= {c["metadata"]["name"] for c in api.get(classes)["items"]},
                60, "the fake Run:ai scheduler's PriorityClasses",
                give_up=lambda: f"it exited {process.returncode}" if process.poll() is not None else None)
     return process
@@ -153,13 +158,14 @@ def start_scheduler(api: KubeApi, kubeconfig: Path, work: Path, report: Path) ->
 
 def label_node(api: KubeApi, node: str, value: str | None) -> None:
     api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
-                body={"metadata": {"labels": {"run.ai/type": value}}})
+                body={"metadata": {"labels": {NODE_TYPE_LABEL: value}}})
 
 
 def run_suite(cluster: LocalCluster, kubeconfig: Path, report: Path, pytest_args: list[str]) -> int:
     env = {**os.environ, "CLUSTER": "existing", "SCHEDULER": "runai", "E2E_RUNAI_PROJECT": PROJECT,
            "KUBECONFIG": str(kubeconfig), "E2E_REGISTRY": cluster.registry, "E2E_HOST_ADDRESS": cluster.host_address,
-           "E2E_BASE_IMAGE": PYTHON_BASE_IMAGE, "E2E_NODE_TYPE": NODE_TYPE, "E2E_REPORT_DIR": str(report)}
+           "E2E_BASE_IMAGE": PYTHON_BASE_IMAGE, "E2E_NODE_TYPE": NODE_TYPE, "E2E_REPORT_DIR": str(report),
+           "E2E_JOBS": os.environ.get("E2E_JOBS", str(CONCURRENT_RUNS))}
     command = [sys.executable, "-m", "pytest", "-p", "suite.live_progress", str(REPO_ROOT / "e2e" / "suite"),
                f"--junitxml={report}-junit.xml", *pytest_args]
     return subprocess.run(command, cwd=REPO_ROOT, env=env).returncode

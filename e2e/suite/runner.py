@@ -21,6 +21,7 @@ from cookiecutter.main import cookiecutter
 from kube import ApiError, KubeApi, wait_until
 from kube.paths import REPO_ROOT
 from kube.venvs import project_venv
+from runai.names import NAMESPACE_VERSION_LABEL, QUEUE_LABEL
 
 from . import images
 from .data_claim import create_data_claim, delete_data_volume
@@ -103,7 +104,7 @@ class ProjectRun:
         o = self.outcome
         if self.target.may_create_namespaces:
             self.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": o.namespace, "labels": {
-                "runai/queue": o.project, "runai/namespace-version": "v2",
+                QUEUE_LABEL: o.project, NAMESPACE_VERSION_LABEL: "v2",
                 "app.kubernetes.io/part-of": "runai-mlflow-e2e", "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest"}}})
         if self.variant.answers.get("credentials_secret"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from fake_runai_scheduler import FakeRunaiScheduler, SchedulerConfig
 from fake_runai_scheduler.config import Queue, Quota
 from kube import KubeApi
+from runai.names import NODE_TYPE_LABEL, SCHEDULER_NAME
 
 from .data_claim import leftover_volumes
 from .images import images_of, registry_tags
@@ -24,8 +25,6 @@ from .runner import Outcome, ProjectRun
 from .targets import select_target
 from .tracking import TrackingServer
 from .variants import NODE_TYPE, Variant
-
-SCHEDULER_NAME = "runai-scheduler"
 
 
 class E2ESession:
@@ -58,7 +57,7 @@ class E2ESession:
             self.scheduler = FakeRunaiScheduler(self.api, SchedulerConfig({}, SCHEDULER_NAME)).start()
         for node in self.target.gpu_nodes if self.target.may_label_nodes else []:
             self.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
-                             body={"metadata": {"labels": {"run.ai/type": NODE_TYPE}}})
+                             body={"metadata": {"labels": {NODE_TYPE_LABEL: NODE_TYPE}}})
             self.labelled_nodes.append(node)
         return self
 
@@ -100,7 +99,7 @@ class E2ESession:
                 progress(f"cleanup of {run.outcome.namespace} failed: {err}")
         for node in self.labelled_nodes:
             self.api.request("PATCH", f"/api/v1/nodes/{node}", content_type="application/merge-patch+json",
-                             body={"metadata": {"labels": {"run.ai/type": None}}})
+                             body={"metadata": {"labels": {NODE_TYPE_LABEL: None}}})
         if self.scheduler:
             self.scheduler.stop()
         self.tracking.stop()
@@ -146,8 +145,8 @@ class E2ESession:
         if any(run.variant.answers.get("data_pvc") for run in self.runs):
             found += leftover_volumes(self.api, namespaces)
         for node in self.labelled_nodes:
-            if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get("run.ai/type") == NODE_TYPE:
-                found.append(f"label run.ai/type on node {node}")
+            if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get(NODE_TYPE_LABEL) == NODE_TYPE:
+                found.append(f"label {NODE_TYPE_LABEL} on node {node}")
         if self.tracking.process and self.tracking.process.poll() is None:
             found.append("mlflow tracking server process")
         return found

@@ -17,6 +17,7 @@ import mlflow
 import pytest
 from fake_runai_scheduler.config import Queue, Quota
 from kube.venvs import project_venv
+from runai.names import QUEUE_LABEL
 
 from .data_claim import DATA_FILES, LONG_EPOCH_FILE
 from .preemption import Holder, Preemption, preempt_midway, record_figures
@@ -143,7 +144,7 @@ def test_reclaimed_by_another_project_resumes_when_capacity_returns(e2e, one_gpu
     variant = Variant("reclaimed", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=0)
     other = f"reclaimer-{e2e.id}"
     e2e.api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": f"runai-{other}", "labels": {
-        "runai/queue": other, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}}})
+        QUEUE_LABEL: other, "app.kubernetes.io/part-of": "runai-mlflow-e2e"}}})
     e2e.scheduler.add_queue(Queue(other, Quota(1, -1)))
     try:
         with eviction_condition(e2e, False):

@@ -4,9 +4,16 @@ import subprocess
 
 import mlflow
 import pytest
+from runai.names import (
+    DEVICES_ANNOTATION,
+    FRACTION_ANNOTATION,
+    MEMORY_ANNOTATION,
+    NODE_TYPE_LABEL,
+    QUEUE_LABEL,
+    SCHEDULER_NAME,
+)
 
 from .data_claim import DATA_FILES
-from .session import SCHEDULER_NAME
 from .variants import MATRIX, NODE_TYPE
 
 pytestmark = pytest.mark.e2e
@@ -54,17 +61,17 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
         annotations = pod["metadata"]["annotations"]
         assert annotations["received-resource-type"] == variant.resource_type
         assert float(annotations["runai-allocated-gpus"]) == variant.allocated_gpus
-        assert annotations["runai/queue"] == outcome.project
+        assert annotations[QUEUE_LABEL] == outcome.project
         if variant.shared:
             assert pod["metadata"]["labels"]["runai-gpu-group"] == annotations["runai-gpu-group"]
             assert len(set(annotations["runai-gpu-index"].split(","))) == variant.gpu_devices, "distinct devices"
     # What the Job template asked for, as the pod carries it.
     requested = pod["metadata"]["annotations"]
     if variant.gpu_memory_mib:
-        assert requested["gpu-memory"] == str(variant.gpu_memory_mib) and "gpu-fraction" not in requested
+        assert requested[MEMORY_ANNOTATION] == str(variant.gpu_memory_mib) and FRACTION_ANNOTATION not in requested
     elif variant.shared:
-        assert float(requested["gpu-fraction"]) == variant.gpu
-    assert requested.get("gpu-fraction-num-devices") == (str(variant.gpu_devices) if variant.gpu_devices > 1
+        assert float(requested[FRACTION_ANNOTATION]) == variant.gpu
+    assert requested.get(DEVICES_ANNOTATION) == (str(variant.gpu_devices) if variant.gpu_devices > 1
                                                          else None)
     priority_class = variant.answers.get("priority_class") or (
         "build" if variant.answers.get("workload_type") == "interactive" else "train")
@@ -72,7 +79,7 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     assert pod["metadata"]["labels"]["priorityClassName"] == priority_class
     assert pod["spec"]["schedulerName"] == SCHEDULER_NAME
     if variant.answers.get("node_type"):
-        assert pod["spec"]["nodeSelector"] == {"run.ai/type": e2e.target.node_type or NODE_TYPE}
+        assert pod["spec"]["nodeSelector"] == {NODE_TYPE_LABEL: e2e.target.node_type or NODE_TYPE}
     if variant.answers.get("data_pvc"):
         mount = {"name": "data", "mountPath": "/data", "readOnly": True}
         assert mount in pod["spec"]["containers"][0]["volumeMounts"]

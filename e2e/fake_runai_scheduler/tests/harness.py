@@ -12,8 +12,13 @@ import time
 from kube import ApiError, KubeApi, wait_until
 from kube.nodes import FakeNodes, pod_body
 
-__all__ = ["FakeNodes", "create_pod", "events_for", "get_pod", "pod_body", "stays_unbound", "wait_bound",
+__all__ = ["FakeNodes", "create_pod", "events_for", "get_pod", "pod_body", "queue", "stays_unbound", "wait_bound",
            "wait_unschedulable", "wait_until"]
+
+
+def queue(name: str, quota: float = -1, limit: float = -1) -> dict:
+    """A queue of the scheduler's config, with its GPU quota and limit (-1: unlimited)."""
+    return {"name": name, "gpu": {"quota": quota, "limit": limit}}
 
 def create_pod(api: KubeApi, namespace: str, body: dict) -> dict:
     return api.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)

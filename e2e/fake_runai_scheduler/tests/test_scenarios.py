@@ -15,6 +15,7 @@ from .harness import (
     events_for,
     get_pod,
     pod_body,
+    queue,
     stays_unbound,
     wait_bound,
     wait_unschedulable,
@@ -79,10 +80,6 @@ class Scenario:
     steps: list[tuple[Pod, list]]
     queues: list[dict] = field(default_factory=lambda: [queue("team-a")])
     update_pod_eviction_condition: bool = False
-
-
-def queue(name: str, quota: float = -1, limit: float = -1) -> dict:
-    return {"name": name, "gpu": {"quota": quota, "limit": limit}}
 
 
 SCENARIOS = {

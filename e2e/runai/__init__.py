@@ -1,0 +1,1 @@
+"""Run:ai's vocabulary (runai.names): the one place the repository spells Run:ai's and KAI's names."""
