@@ -20,7 +20,8 @@ EXPECTED_FILES = {
     ".github/workflows/ci.yml",
     "Dockerfile", "MLproject", "Makefile", "README.md", "kubernetes_config.json",
     "kubernetes_job_template.yaml", "preflight.py", "requirements.txt", "requirements-dev.txt", "ruff.toml",
-    "train.py", "trainer.py", "loop.py", "checkpoint.py", "preemption.py", "retry.py", "resume.py", "why_failed.py",
+    "train.py", "hyperparameters.py", "lifecycle.py", "trainer.py", "loop.py", "checkpoint.py", "preemption.py",
+    "retry.py", "resume.py", "why_failed.py",
     "submit.py", "follow.py", "cancel.py", "cluster.py",
     "tests/test_train.py",
 }
