@@ -48,8 +48,8 @@ def test_cruft_update_applies_a_template_change_and_keeps_local_edits(tmp_path):
     git(project, "init", "-q")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "generated")
-    train = project / "trainer.py"
-    train.write_text(train.read_text().replace("EPOCHS = 100", "EPOCHS = 150  # our own choice"))
+    ours = project / "hyperparameters.py"
+    ours.write_text(ours.read_text().replace("EPOCHS = 100", "EPOCHS = 150  # our own choice"))
     git(project, "commit", "-qam", "our edit")
 
     makefile = template / "{{cookiecutter.project_slug}}" / "Makefile"
@@ -60,5 +60,5 @@ def test_cruft_update_applies_a_template_change_and_keeps_local_edits(tmp_path):
                             capture_output=True, text=True)
     assert update.returncode == 0, update.stdout + update.stderr
     assert "version:  ## Print the template version" in (project / "Makefile").read_text()
-    assert "EPOCHS = 150  # our own choice" in train.read_text(), "a team's own edit survives the update"
+    assert "EPOCHS = 150  # our own choice" in ours.read_text(), "a team's own edit survives the update"
     assert 'gpu-fraction: "0.5"' in (project / "kubernetes_job_template.yaml").read_text(), "answers are kept"
