@@ -80,23 +80,21 @@ class NodeState:
                 self.devices[device] = self.devices.get(device, 0.0) + bound.share
 
     def without(self, victims: list[Bound]) -> NodeState:
-        """This node as it would be once ``victims`` are gone."""
-        clone = copy.copy(self)
-        clone.used_cpu_m, clone.used_memory, clone.used_pods, clone.whole_used = 0.0, 0.0, 0, 0
-        clone.devices, clone.bound = {}, []
+        """This node as it would be once ``victims`` are gone (a copy: this one is unchanged)."""
         ids = {id(v) for v in victims}
-        for bound in self.bound:
-            if id(bound) not in ids:
-                clone.add(copy.copy(bound))
+        clone = copy.copy(self)
+        clone._refill([copy.copy(b) for b in self.bound if id(b) not in ids])
         return clone
 
     def drop(self, gone: list[Bound]) -> None:
         """Forget ``gone`` in place, keeping the other Bound objects (the queues' lists hold the same ones)."""
         ids = {id(b) for b in gone}
-        kept = [b for b in self.bound if id(b) not in ids]
+        self._refill([b for b in self.bound if id(b) not in ids])
+
+    def _refill(self, bounds: list[Bound]) -> None:
         self.used_cpu_m, self.used_memory, self.used_pods, self.whole_used = 0.0, 0.0, 0, 0
         self.devices, self.bound = {}, []
-        for bound in kept:
+        for bound in bounds:
             self.add(bound)
 
     def share_of(self, w: Workload) -> float | None:
