@@ -80,6 +80,11 @@ class GpuRequest:
                   "memory": f"{self.memory_mib}MiB"}[self.kind]
         return f"{amount}x{self.devices}" if self.devices > 1 else amount
 
+    @property
+    def processes(self) -> int:
+        """Training processes a PyTorch pod runs, one per GPU it spans (torchrun starts them from 2 on)."""
+        return self.count if self.kind == "whole" else self.devices if self.shared else 1
+
 
 def parse_gpu(raw: object) -> GpuRequest:
     """Parse a GPU answer; raise ValueError with the rule it breaks."""
@@ -358,6 +363,21 @@ def _check_combinations(answers: dict, gpu: GpuRequest | None, problems: list[Pr
         ))
 
 
+def _check_distributed(answers: dict, gpu: GpuRequest | None, problems: list[Problem]) -> None:
+    if gpu is None or gpu.processes < 2 or answers.get("framework") != "pytorch":
+        return
+    try:
+        large_shm = parse_yes_no(answers.get("large_shm", True))
+    except ValueError:
+        return  # reported by _check_yes_no
+    if not large_shm:
+        problems.append(Problem(
+            "large_shm", answers.get("large_shm"),
+            f"must be yes when a PyTorch pod spans {gpu.processes} GPUs: its {gpu.processes} processes pass "
+            "gradients through /dev/shm (NCCL), and a container's default 64 MiB fails or slows them",
+        ))
+
+
 def validate(answers: dict) -> list[Problem]:
     """Return every problem with the answers, in question order."""
     problems: list[Problem] = []
@@ -369,6 +389,7 @@ def validate(answers: dict) -> list[Problem]:
     _check_images(answers, problems)
     _check_durations(answers, problems)
     _check_combinations(answers, gpu, problems)
+    _check_distributed(answers, gpu, problems)
     return problems
 
 

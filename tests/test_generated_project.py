@@ -2,8 +2,8 @@
 
 They run in a venv with the project's requirements-dev.txt (kube.venvs, cached), as a user runs
 `make test`: for pytorch that is torch itself, on this machine's CPU. Each project's suite runs in four
-shards, selected with pytest's own -k through PYTEST_ADDOPTS, so that `make test`'s workers run them side
-by side; each shard's passed and deselected counts together prove that they cover the whole suite.
+(pytorch: five) shards, selected with pytest's own -k through PYTEST_ADDOPTS, so that `make test`'s workers
+run them side by side; each shard's passed and deselected counts together prove that they cover the whole suite.
 """
 
 import os
@@ -16,12 +16,18 @@ VARIANTS = {"defaults": {}, "fraction": {"gpu": "0.5", "description": 'quotes "a
             "pytorch": {"framework": "pytorch", "gpu": "0.5"}}
 # The tests that train, stop and resume, or restart a tracking server, are the longest: shards of their own.
 SHARDS = {"sigterm": "sigterm or damaged", "long_epoch": "long_epoch", "tracking_server": "tracking_server",
-          "rest": "not (sigterm or damaged or long_epoch or tracking_server)"}
+          "distributed": "distributed",
+          "rest": "not (sigterm or damaged or long_epoch or tracking_server or distributed)"}
 SHARD_SIZES = {"sigterm": 2, "long_epoch": 1, "tracking_server": 2}
-SUITE_SIZE = 19  # test_train.py's tests, bad-parameter cases included; the same for both frameworks
+# test_train.py's tests, bad-parameter cases included; pytorch's adds --procs-per-node and two of several processes.
+SUITE_SIZES = {"sklearn": 19, "pytorch": 22}
+DISTRIBUTED = {"sklearn": 0, "pytorch": 2}
 # The fraction variant differs from the defaults in answers the training never reads (the GPU request, the
 # description): its suite is the defaults' suite, so it runs only the quick shard, as a check of the rendering.
-RUNS = [(name, shard) for name in VARIANTS for shard in SHARDS if name != "fraction" or shard == "rest"]
+# Only pytorch trains in several processes: sklearn has no distributed shard.
+RUNS = [(name, shard) for name, answers in VARIANTS.items() for shard in SHARDS
+        if (name != "fraction" or shard == "rest")
+        and (shard != "distributed" or DISTRIBUTED[answers.get("framework", "sklearn")])]
 
 
 @pytest.mark.slow
@@ -37,5 +43,8 @@ def test_generated_project_tests_pass(bake, name, shard):
     run = subprocess.run(["make", "--no-print-directory", "test", f"PYTHON={python}"],
                          cwd=project, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    selected = SHARD_SIZES.get(shard, SUITE_SIZE - sum(SHARD_SIZES.values()))
-    assert f"{selected} passed, {SUITE_SIZE - selected} deselected" in run.stdout, run.stdout[-500:]
+    framework = variant.get("framework", "sklearn")
+    sizes = {**SHARD_SIZES, "distributed": DISTRIBUTED[framework]}
+    suite = SUITE_SIZES[framework]
+    selected = sizes.get(shard, suite - sum(sizes.values()))
+    assert f"{selected} passed, {suite - selected} deselected" in run.stdout, run.stdout[-500:]

@@ -61,6 +61,12 @@ def pod_spec(job):
     return job["spec"]["template"]["spec"]
 
 
+def training_processes(answers: dict) -> int:
+    """One per GPU the pod spans: whole GPUs, or the devices a shared request spreads over."""
+    gpu = float(answers.get("gpu", "1"))
+    return int(gpu) if gpu >= 1 else int(answers.get("gpu_devices", "1"))
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     project = bake(**variant).project_path
@@ -71,7 +77,8 @@ def test_rendered_job_is_valid_kubernetes(bake, monkeypatch, variant):
     [container] = pod_spec(job)["containers"]
     assert container["name"] == project.name
     assert container["image"].endswith("@" + DIGEST)
-    model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--seed", "42", "--epochs", "30"]
+    model_args = (["--lr", "0.1", "--batch-size", "64", "--workers", "2", "--procs-per-node",
+                   str(training_processes(variant)), "--seed", "42", "--epochs", "30"]
                   if pytorch else ["--alpha", "0.1", "--l1-ratio", "0.5", "--batch-size", "32", "--seed", "42",
                                    "--epochs", "100"])
     assert container["command"] == ["python", "train.py", *model_args, "--checkpoint-every", "10",
@@ -255,6 +262,23 @@ def test_entry_point_parameters_reach_the_command(bake, monkeypatch):
     command = pod_spec(job)["containers"][0]["command"]
     for name, value in given.items():
         assert command[command.index("--" + name.replace("_", "-")) + 1] == value, name
+
+
+@pytest.mark.parametrize("answers", [{"gpu": "2"}, {"gpu": "8"}, {"gpu": "0.5", "gpu_devices": "2"}], ids=str)
+def test_a_pytorch_pod_on_several_gpus_runs_one_process_per_gpu(bake, monkeypatch, answers):
+    """torchrun needs the count (procs_per_node, from the answers) and NCCL a large /dev/shm; -P overrides it."""
+    project = bake(framework="pytorch", **answers).project_path
+    procs = training_processes(answers)
+    job = render_job(project, monkeypatch)
+    kubernetes_validate.validate(job, "1.34.0", strict=True)
+    command = _container(job)["command"]
+    assert command[:2] == ["python", "train.py"], "train.py launches torchrun itself, to keep the exit codes"
+    assert command[command.index("--procs-per-node") + 1] == str(procs)
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in _container(job)["volumeMounts"]
+    if "." not in answers["gpu"]:
+        assert _limits(job)[GPU_RESOURCE] == str(procs)
+    one = render_job(project, monkeypatch, {"procs_per_node": "1"})
+    assert _container(one)["command"][_container(one)["command"].index("--procs-per-node") + 1] == "1"
 
 
 @pytest.mark.parametrize(("workload_type", "priority_class"), [("train", "train"), ("interactive", "build")])

@@ -77,6 +77,8 @@ def decode(data: bytes, slot: str) -> Checkpoint | None:
 class ResumableRun:
     """The active MLflow run, seen as a training that an earlier pod may already have taken part of the way."""
 
+    leader = True  # the process that talks to MLflow (rank 0 when several train together, see team.py)
+
     def __init__(self, run_id: str, retry: Retry):
         self.client, self.run_id, self.retry = MlflowClient(), run_id, retry
         run = retry("reading the run", self.client.get_run, run_id)
@@ -123,6 +125,9 @@ class ResumableRun:
         print(f"restart {self.restarts} of run {self.run_id}: resuming from {where}; {redone} epoch(s) to redo",
               flush=True)
 
+    def tag(self, tags: dict[str, str]) -> None:
+        self.retry("tagging the run", mlflow.set_tags, tags)
+
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Log an epoch's metrics at step=epoch, leaving out those an earlier pod already logged for it."""
         fresh = {key: value for key, value in metrics.items() if epoch > self.logged_through.get(key, -1)}
@@ -139,3 +144,26 @@ class ResumableRun:
                        CHECKPOINT_DIR)
         self._next_slot = SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
         self.saved = position
+
+
+class Replica:
+    """A training process other than rank 0 (team.py): it trains from the checkpoint rank 0 read and shares,
+    and leaves the tracking server, the metrics and the checkpoints to rank 0, so each is written once."""
+
+    leader = False
+
+    def __init__(self, run_id: str):
+        self.run_id, self.checkpoint = run_id, None
+
+    @property
+    def start(self) -> Position:
+        return self.checkpoint.position if self.checkpoint else Position()
+
+    def tag(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def save(self, position: Position, payload: bytes, counters: dict) -> None:
+        pass

@@ -11,12 +11,17 @@ import argparse
 {%- if cookiecutter.framework == "pytorch" %}
 
 EPOCHS = 30
+# One training process per GPU the pod asks for (the gpu answer, or gpu_devices for a shared request).
+PROCS_PER_NODE = {{ (cookiecutter | gpu_spec).processes }}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.003, help="Adam learning rate, > 0")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per step, >= 1")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step and process, >= 1")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes, >= 0 (0: load in-process)")
+    parser.add_argument("--procs-per-node", type=int, default=PROCS_PER_NODE,
+                        help="training processes, one per GPU (torchrun and DistributedDataParallel from 2 on; "
+                             "gloo on CPU), >= 1")
 
 
 def check_arguments(args: argparse.Namespace) -> list[str]:
@@ -27,6 +32,8 @@ def check_arguments(args: argparse.Namespace) -> list[str]:
         problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers < 0:
         problems.append(f"--workers must be >= 0, got {args.workers}")
+    if args.procs_per_node < 1:
+        problems.append(f"--procs-per-node must be >= 1, got {args.procs_per_node}")
     return problems
 {%- else %}
 

@@ -8,6 +8,11 @@ training finishes the current step, saves a checkpoint to the run and this exits
 a replacement pod with the same run id, which resumes from that step (loop.py, checkpoint.py). If
 the tracking server stays unreachable longer than --retry-seconds, it exits 75 and the Job also
 starts a new pod (retry.py). What is trained, and how, lives in trainer.py.
+{%- if cookiecutter.framework == "pytorch" %}
+
+With several training processes (launch.py), this is rank 0's life cycle; the other ranks only
+train (replica below), from the checkpoint rank 0 shares with them.
+{%- endif %}
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from pathlib import Path
 
 import mlflow
 
-import trainer
-from checkpoint import ResumableRun
+{% if cookiecutter.framework == "pytorch" %}import launch
+{% endif %}import trainer
+from checkpoint import {{ "Replica, " if cookiecutter.framework == "pytorch" else "" }}ResumableRun
 from loop import Schedule
-from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, Preempted, StopRequest
+from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, {{ "WHO, " if cookiecutter.framework == "pytorch" else "" }}Preempted, StopRequest
 from retry import Retry, TrackingUnavailable
 
 CONTINUES_TAG = "continues_run"
@@ -69,6 +75,10 @@ def start_run(continue_run: str, retry: Retry):
 
 def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
     """Train in the run from its last checkpoint to the end; the exit code says what the Job does next."""
+{%- if cookiecutter.framework == "pytorch" %}
+    if os.environ.get("RANK", "0") != "0":
+        return replica(args, stop)
+{%- endif %}
     print(f"tracking server: {mlflow.get_tracking_uri()}", flush=True)
     retry = Retry(args.retry_seconds)
     schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
@@ -90,6 +100,9 @@ def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
             mlflow.end_run(status="RUNNING")
         return PREEMPTED_EXIT_CODE
     except TrackingUnavailable as unreachable:
+{%- if cookiecutter.framework == "pytorch" %}
+        launch.report_exit(TRANSIENT_EXIT_CODE)
+{%- endif %}
         print(f"{unreachable}\nexiting {TRANSIENT_EXIT_CODE}: the Job starts a new pod, which resumes from the last "
               "checkpoint (the retries count against backoffLimit)", file=sys.stderr, flush=True)
         sys.stdout.flush()
@@ -101,3 +114,20 @@ def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
             mlflow.end_run(status="FAILED")
         return 1
     return 0
+{%- if cookiecutter.framework == "pytorch" %}
+
+
+def replica(args: argparse.Namespace, stop: StopRequest) -> int:
+    """A rank other than 0: train with the others, and leave the run (tags, metrics, checkpoints, model,
+    its status) to rank 0."""
+    schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
+    try:
+        print(trainer.train(args, Replica(os.environ.get("MLFLOW_RUN_ID", "")), schedule, stop), flush=True)
+    except Preempted as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT_CODE
+    except Exception as err:  # noqa: BLE001 - rank 0 sees its peer gone, and reports the run
+        print(f"{WHO}training failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+{%- endif %}

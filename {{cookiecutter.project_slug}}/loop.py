@@ -11,6 +11,9 @@ The framework's side (trainer.py) is a Steps object:
   depends only on the seed and the epoch, so a resumed run sees the same batches);
 - validate() -> metrics: scores after an epoch;
 - state() -> bytes: everything else a resumed run needs (model, optimizer, scaler, ...).
+
+Several processes may train together (team.py): each step they agree on the loss and on whether to
+stop, so all stop after the same step; only the leader (rank 0) validates, prints, logs and saves.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from checkpoint import Position, ResumableRun
-from preemption import Preempted, StopRequest
+from checkpoint import Position, Replica, ResumableRun
+from preemption import WHO, Preempted, StopRequest
 
 
 class Steps(Protocol):
@@ -33,6 +36,25 @@ class Steps(Protocol):
     def state(self) -> bytes: ...
 
 
+class Team(Protocol):
+    def agree(self, loss: float, stopping: bool) -> tuple[float, bool]: ...
+
+    def wait_for_all(self) -> None: ...
+
+
+class Alone:
+    """One process training by itself: nothing to agree on."""
+
+    def agree(self, loss: float, stopping: bool) -> tuple[float, bool]:
+        return loss, stopping
+
+    def wait_for_all(self) -> None:
+        pass
+
+
+ALONE = Alone()
+
+
 class Schedule:
     """When to save and when to say how it goes: the train.py arguments of the same names."""
 
@@ -41,8 +63,10 @@ class Schedule:
         self.checkpoint_seconds, self.log_every = checkpoint_minutes * 60, log_every
 
 
-def train_steps(run: ResumableRun, schedule: Schedule, stop: StopRequest, steps: Steps) -> None:
+def train_steps(run: ResumableRun | Replica, schedule: Schedule, stop: StopRequest, steps: Steps,
+                team: Team = ALONE) -> None:
     """Train from the run's saved position to the end. Raises Preempted, with the position saved, on SIGTERM."""
+    say = print if run.leader else _quiet
     position = run.start
     # The mean training loss of an epoch is summed over its steps; a mid-epoch checkpoint carries the sum.
     counters = dict(run.checkpoint.counters) if run.checkpoint else {}
@@ -51,10 +75,11 @@ def train_steps(run: ResumableRun, schedule: Schedule, stop: StopRequest, steps:
 
     def save(at: Position) -> None:
         nonlocal last_save
-        run.save(at, steps.state(), {"loss_sum": loss_sum})
+        if run.leader:
+            run.save(at, steps.state(), {"loss_sum": loss_sum})
         last_save = time.monotonic()
 
-    if stop.requested:
+    if team.agree(0.0, stop.requested)[1]:
         raise Preempted(f"stopped before training; the Job's next pod resumes run {run.run_id} at {position}")
     for epoch in range(position.epoch, schedule.epochs):
         first = position.step if epoch == position.epoch else 0
@@ -62,25 +87,30 @@ def train_steps(run: ResumableRun, schedule: Schedule, stop: StopRequest, steps:
             loss_sum = 0.0
         started, done = time.monotonic(), 0
         for step in range(first, steps.steps_per_epoch):
-            loss = steps.train_step(epoch, step)
+            loss, stopping = team.agree(steps.train_step(epoch, step), stop.requested)
             loss_sum, done = loss_sum + loss, done + 1
             at = Position(epoch, step + 1)
-            if stop.requested:
+            if stopping:
                 save(at)
-                raise Preempted(f"stopped at {at} of {schedule.epochs} epochs, {time.monotonic() - stop.at:.1f} s "
-                                f"after SIGTERM, with a checkpoint saved; the Job's next pod resumes run "
-                                f"{run.run_id} there")
+                team.wait_for_all()  # the checkpoint is saved before any rank exits
+                after = f", {time.monotonic() - stop.at:.1f} s after SIGTERM" if stop.requested else ""
+                raise Preempted(f"{WHO}stopped at {at} of {schedule.epochs} epochs{after}, with a checkpoint saved; "
+                                f"the Job's next pod resumes run {run.run_id} there")
             if schedule.log_every and (step + 1) % schedule.log_every == 0:
-                print(f"epoch {epoch + 1}/{schedule.epochs} step {step + 1}/{steps.steps_per_epoch}: "
-                      f"loss {loss:.4f}, {throughput(done, steps.samples_per_step, started)}", flush=True)
+                say(f"epoch {epoch + 1}/{schedule.epochs} step {step + 1}/{steps.steps_per_epoch}: "
+                    f"loss {loss:.4f}, {throughput(done, steps.samples_per_step, started)}", flush=True)
             if step + 1 < steps.steps_per_epoch and time.monotonic() - last_save >= schedule.checkpoint_seconds:
                 save(at)
-        metrics = {"train_loss": loss_sum / steps.steps_per_epoch, **steps.validate()}
+        metrics = {"train_loss": loss_sum / steps.steps_per_epoch, **(steps.validate() if run.leader else {})}
         run.log_epoch(epoch, metrics)
-        print(f"epoch {epoch + 1}/{schedule.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-              + f"; {throughput(done, steps.samples_per_step, started)}", flush=True)
+        say(f"epoch {epoch + 1}/{schedule.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            + f"; {throughput(done, steps.samples_per_step, started)}", flush=True)
         if (epoch + 1) % schedule.checkpoint_every == 0 or epoch == schedule.epochs - 1:
             save(Position(epoch + 1, 0))
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """A rank other than 0 prints nothing per step: the leader's lines are the run's."""
 
 
 def throughput(steps_done: int, samples_per_step: int, since: float) -> str:

@@ -11,7 +11,9 @@ while it starts up still exits with PREEMPTED_EXIT_CODE.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -19,6 +21,8 @@ import time
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
 # EX_TEMPFAIL: the tracking server stayed unreachable. The Job replaces the pod, counted against backoffLimit.
 TRANSIENT_EXIT_CODE = 75
+# Each of several training processes (launch.py) says which it is.
+WHO = f"rank {os.environ['RANK']}: " if "RANK" in os.environ else ""
 
 
 class Preempted(Exception):
@@ -31,6 +35,13 @@ class StopRequest:
     def __init__(self) -> None:
         self.received: int | None = None
         self.at: float | None = None  # time.monotonic() of the first signal
+        self.children: list[subprocess.Popen] = []
+
+    def forward_to(self, child: subprocess.Popen) -> None:
+        """Pass the signal on to a process that trains for this one (torchrun, launch.py), now if it came already."""
+        self.children.append(child)
+        if self.received is not None:
+            child.send_signal(self.received)
 
     def install(self) -> StopRequest:
         signal.signal(signal.SIGTERM, self._handle)
@@ -39,9 +50,12 @@ class StopRequest:
     def _handle(self, signum: int, _frame: object) -> None:
         if self.received is None:
             self.at = time.monotonic()
-            print(f"received {signal.Signals(signum).name}: saving a checkpoint after the current step, then "
+            print(f"{WHO}received {signal.Signals(signum).name}: saving a checkpoint after the current step, then "
                   f"exiting {PREEMPTED_EXIT_CODE} so the Job replaces this pod", file=sys.stderr, flush=True)
         self.received = signum
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signum)
 
     @property
     def requested(self) -> bool:

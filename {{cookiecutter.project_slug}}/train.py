@@ -4,7 +4,8 @@ Under `mlflow run --backend kubernetes` the pod runs this file with the entry po
 It checks them before MLflow and the framework load (seconds on a pod's CPU): a bad `-P` fails at
 once with argparse's exit 2, which the Job template fails on without retrying. What follows, the
 run's life cycle (resuming the run, preemption, a tracking server that goes away), is lifecycle.py;
-what is trained, and its own arguments, are trainer.py and hyperparameters.py.
+what is trained, and its own arguments, are trainer.py and hyperparameters.py.{% if cookiecutter.framework == "pytorch" %}
+With --procs-per-node 2 or more, this process launches that many with torchrun (launch.py).{% endif %}
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 from pathlib import Path
 
 import hyperparameters
+{%- if cookiecutter.framework == "pytorch" %}
+import launch
+{%- endif %}
 from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, StopRequest
 
 # Before anything slow: a pod preempted while it starts must still exit 143, not be killed.
@@ -73,9 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     if STOP.requested:
         print("stopped while starting up; the Job's next pod starts the run", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
+{%- if cookiecutter.framework == "pytorch" %}
+    if args.procs_per_node > 1 and not launch.in_worker():
+        return launch.torchrun(args.procs_per_node, sys.argv[1:] if argv is None else argv, STOP)
+{%- endif %}
     import lifecycle  # noqa: PLC0415 - loads MLflow and the framework: only once the arguments are good
 
+{%- if cookiecutter.framework == "pytorch" %}
+
+    code = lifecycle.run(args, STOP, DESCRIPTION)
+    launch.report_exit(code)
+    return code
+{%- else %}
+
     return lifecycle.run(args, STOP, DESCRIPTION)
+{%- endif %}
 
 
 if __name__ == "__main__":

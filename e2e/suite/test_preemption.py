@@ -119,14 +119,22 @@ def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
     assert_resumed_and_finished(e2e, p, counted=0, benchmark_setting="condition")
 
 
-def test_preempted_pytorch_training_resumes_from_its_checkpoint(e2e):
-    """The pytorch project (DataLoader workers, large /dev/shm) shares the checkpoint mechanism: it resumes too."""
-    variant = Variant("preempt-pytorch", {"framework": "pytorch", **TRAIN_ONE_GPU},
-                      params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"}, gpu_quota=1, gpu_limit=1)
+def test_preempted_pytorch_training_on_two_gpus_resumes_from_its_checkpoint(e2e):
+    """The pytorch project on two GPUs (torchrun, two ranks, DataLoader workers, large /dev/shm) shares the
+    checkpoint mechanism: SIGTERM reaches the pod's first process, both ranks stop at one step, rank 0 saves,
+    the pod exits 143, and the replacement's two ranks resume from that checkpoint."""
+    answers = {"framework": "pytorch", "gpu": "2", "cpu_request": "500m", "cpu_limit": "2"}
+    variant = Variant("preempt-pytorch", answers, params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"},
+                      gpu_quota=2, gpu_limit=2)
     with eviction_condition(e2e, True):
         p = preempt(e2e, variant, Holder("build"), after_epoch=3)
     assert_evicted(p, "was preempted by higher priority workload")
     assert_resumed_and_finished(e2e, p, counted=0)
+    client = mlflow.MlflowClient(e2e.tracking.uri)
+    first_log = client.download_artifacts(p.outcome.run.info.run_id, f"pod-logs/01-{p.evicted_pod}.log")
+    stopped = re.findall(r"rank (\d): stopped at (epoch \d+ step \d+)", open(first_log).read())
+    assert sorted(stopped) == [("0", stopped[0][1]), ("1", stopped[0][1])], "both ranks stop after the same step"
+    assert p.outcome.run.data.tags["world_size"] == "2"
 
 
 def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e2e):

@@ -32,7 +32,7 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     run = outcome.run
     assert run is not None and run.info.status == "FINISHED", outcome.describe()
     assert {*variant.framework.metrics, *variant.framework.final_metrics} <= set(run.data.metrics)
-    assert run.data.params == {**variant.framework.params, **variant.params}
+    assert run.data.params == {**variant.entry_point_defaults, **variant.params}
     assert run.data.tags["restarts"] == "0", "a run that was never preempted started once"
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
     assert run.data.tags["runtime.uid"] == "1000", "the container must run as non-root"
@@ -95,6 +95,9 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
         if e2e.target.may_resize_gpus:  # advertised GPUs, not real ones: torch finds no CUDA and uses the CPU
             assert tags["device"] == "cpu", tags
         assert run.data.metrics["test_accuracy"] > 0.8
+        procs = variant.procs_per_node
+        assert (tags["world_size"], tags["procs_per_node"], tags["nodes"]) == (str(procs), str(procs), "1"), tags
+        assert (f"launching {procs} training processes" in outcome.output) == (procs > 1), "torchrun from 2 GPUs on"
     if variant.answers.get("credentials_secret"):
         assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == outcome.credentials_secret
     [container] = pod["status"]["containerStatuses"]

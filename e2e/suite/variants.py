@@ -62,6 +62,20 @@ class Variant:
         return "1" if self.answers.get("framework") == "pytorch" else "0"
 
     @property
+    def procs_per_node(self) -> int:
+        """Training processes in the pod: one per GPU for pytorch (torchrun from 2 on), else one."""
+        if self.answers.get("framework") != "pytorch":
+            return 1
+        return self.gpu_devices if self.shared and self.gpu_devices > 1 else max(1, int(self.gpu))
+
+    @property
+    def entry_point_defaults(self) -> dict:
+        """The MLproject's parameters with their defaults, which MLflow logs for the run."""
+        if self.answers.get("framework") != "pytorch":
+            return self.framework.params
+        return {**self.framework.params, "procs_per_node": str(self.procs_per_node)}
+
+    @property
     def gpu_memory_mib(self) -> int:
         return int(self.answers.get("gpu_memory") or 0)
 
@@ -102,6 +116,8 @@ MATRIX = [
     Variant("credentials-secret", {"gpu": "0", "credentials_secret": CREDENTIALS_SECRET}),
     # A fraction of a GPU and large /dev/shm (pytorch's default), the DataLoader's workers passing batches through it.
     Variant("pytorch", {"framework": "pytorch", "gpu": "0.5"}),
+    # Two GPUs: torchrun starts two training processes (gloo on the fake GPUs' CPU), one MLflow run.
+    Variant("pytorch-two-gpus", {"framework": "pytorch", "gpu": "2"}),
     Variant("gpu-memory", {"gpu": "1", "gpu_memory": "4096"}),
     Variant("fraction-two-devices", {"gpu": "0.5", "gpu_devices": "2"}),
     Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible"}),

@@ -32,7 +32,7 @@ LONG = 16  # epochs of a training long enough to be stopped midway
 LONG_EPOCH = dict(rows=4000, args=("--lr", "0.003", "--batch-size", "8", "--workers", "2"))
 BAD_ARGS = [["--lr", "0"], ["--lr", "abc"], ["--batch-size", "0"], ["--workers", "-1"], ["--epochs", "0"],
             ["--checkpoint-every", "0"], ["--checkpoint-minutes", "0"], ["--seed", "-1"], ["--log-every", "-1"],
-            ["--retry-seconds", "-1"]]
+            ["--retry-seconds", "-1"], ["--procs-per-node", "0"]]
 
 
 def predicts(model_uri: str) -> bool:
@@ -137,6 +137,17 @@ def the_model(run) -> str:
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     [model] = [m for m in models if m.source_run_id == run.info.run_id]
     return model.model_uri
+
+
+def stop_when(tmp_path, args, pattern: str, deliver=None) -> tuple[int, str]:
+    """Start a training, wait for its first output line that matches, then SIGTERM it as Kubernetes would
+    (or `deliver` a signal some other way); its exit code and output."""
+    process = start_train(tmp_path, *args)
+    seen: list[str] = []
+    read_until(process, pattern, seen)
+    (deliver or (lambda launcher: launcher.send_signal(signal.SIGTERM)))(process)
+    seen.append(process.communicate(timeout=120)[0])
+    return process.returncode, "".join(seen)
 
 
 def start_and_stop_midway(tmp_path, sig, *args, after_epoch=4):
@@ -282,13 +293,8 @@ def test_a_stop_inside_a_long_epoch_costs_one_step_and_resumes_to_the_identical_
     assert steps_per_epoch >= 250, "an epoch of many steps"
 
     signal_at = random.Random().randrange(steps_per_epoch // 8, steps_per_epoch // 4)
-    process = start_train(tmp_path, *args)
-    seen: list[str] = []
-    read_until(process, rf"^epoch 2/2 step {signal_at}/", seen)
-    process.send_signal(signal.SIGTERM)
-    seen.append(process.communicate(timeout=120)[0])
-    output = "".join(seen)
-    assert process.returncode == PREEMPTED, output[-2000:]
+    code, output = stop_when(tmp_path, args, rf"^epoch 2/2 step {signal_at}/")
+    assert code == PREEMPTED, output[-2000:]
     stop = re.search(r"stopped at epoch 1 step (\d+) of 2 epochs, ([\d.]+) s after SIGTERM", output)
     assert stop, f"SIGTERM at epoch 1 step {signal_at}: " + output[-2000:]
     assert signal_at < int(stop[1]) < steps_per_epoch // 2, \
@@ -430,6 +436,77 @@ def test_resume_continues_a_stopped_run_with_its_own_parameters(tmp_path):
         resume.command(run_id, [])
     with pytest.raises(SystemExit, match="RUN_ID=0123: no such run"):
         resume.command("0123", [])
+
+{%- if cookiecutter.framework == "pytorch" %}
+
+
+def test_distributed_two_processes_stop_at_one_step_and_resume_identically(tmp_path):
+    """--procs-per-node 2 on the CPU (torchrun, DistributedDataParallel over gloo) trains one MLflow run that
+    rank 0 alone logs. SIGTERM to the launcher (the pod's PID 1) inside a long epoch: both ranks stop after
+    one agreed step, rank 0 saves, the pod exits 143; the resumed run ends bit-identical to an uninterrupted one."""
+    data = ("--data-file", write_table(tmp_path, LONG_EPOCH["rows"]))
+    args = (*LONG_EPOCH["args"], *data, "--epochs", "2", "--seed", "5", "--log-every", "1", "--procs-per-node", "2")
+    whole = run_train(tmp_path, *args)
+    assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr[-2000:]
+    assert "launching 2 training processes" in whole.stdout
+    [uninterrupted] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert {"world_size": "2", "nodes": "1", "procs_per_node": "2"}.items() <= uninterrupted.data.tags.items()
+    assert uninterrupted.data.tags["restarts"] == "0", "rank 1 never opened the run"
+    for key in METRICS:
+        assert steps(uninterrupted.info.run_id, key) == [0, 1], f"{key}: every epoch once, from rank 0 alone"
+    assert len(re.findall(r"^epoch 2/2: ", whole.stdout, re.M)) == 1, "rank 0 alone prints the progress"
+    steps_per_epoch = int(re.search(r"^epoch 1/2 step 1/(\d+):", whole.stdout, re.M)[1])
+    assert steps_per_epoch >= 100, "an epoch of many steps on each rank"
+
+    code, output = stop_when(tmp_path, args, rf"^epoch 1/2 step {steps_per_epoch // 4}/")
+    assert code == PREEMPTED, output[-3000:]
+    stops = dict(re.findall(r"rank (\d): stopped at epoch 0 step (\d+) of 2 epochs", output))
+    assert stops.keys() == {"0", "1"}, output[-3000:]
+    assert stops["0"] == stops["1"], f"the ranks stopped at different steps: {stops}"
+    assert steps_per_epoch // 4 <= int(stops["0"]) < steps_per_epoch, "inside the epoch, not at its end"
+    [interrupted] = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+                     if r.info.run_id != uninterrupted.info.run_id]
+    assert interrupted.info.status == "RUNNING"
+
+    resumed = run_train(tmp_path, *args, run_id=interrupted.info.run_id)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout
+    finished = mlflow.get_run(interrupted.info.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.tags["restarts"] == "1"
+    assert history(interrupted.info.run_id) == history(uninterrupted.info.run_id), "every epoch once, equal values"
+    ours, theirs = model_parameters(the_model(finished)), model_parameters(the_model(uninterrupted))
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name]), f"{name} differs from the uninterrupted run's"
+
+
+def rank_pid(launcher: subprocess.Popen, rank: int) -> int:
+    """One rank's process: a child of torchrun, which is the launcher's child."""
+    def children(pid: int) -> list[int]:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    [torchrun] = children(launcher.pid)
+    for pid in children(torchrun):
+        if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no rank {rank} under torchrun {torchrun}")
+
+
+def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(tmp_path):
+    """On several nodes each pod's SIGTERM comes at its own time: the rank that got it tells the others, all
+    stop after the same step (else the next gradient exchange would hang), rank 0 saves, and the pod exits 143."""
+    data = ("--data-file", write_table(tmp_path, LONG_EPOCH["rows"]))
+    args = (*LONG_EPOCH["args"], *data, "--epochs", "2", "--log-every", "1", "--procs-per-node", "2")
+    code, output = stop_when(tmp_path, args, r"^epoch 1/2 step 20/",
+                             lambda launcher: os.kill(rank_pid(launcher, 1), signal.SIGTERM))
+    assert code == PREEMPTED, output[-3000:]
+    assert "rank 0: received" not in output, "rank 0 learned of the stop from rank 1, not from a signal"
+    stops = dict(re.findall(r"rank (\d): stopped at epoch 0 step (\d+) of 2 epochs", output))
+    assert stops.keys() == {"0", "1"} and stops["0"] == stops["1"], output[-3000:]
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "RUNNING", "preempted, not failed: the Job's next pod resumes it"
+    resumed = run_train(tmp_path, *args, "--epochs", "1", run_id=run.info.run_id)
+    assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout, resumed.stdout[-2000:]
+{%- endif %}
 
 
 @pytest.mark.parametrize("args", BAD_ARGS)
