@@ -122,7 +122,8 @@ def replica(args: argparse.Namespace, stop: StopRequest) -> int:
     its status) to rank 0."""
     schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
     try:
-        print(trainer.train(args, Replica(os.environ.get("MLFLOW_RUN_ID", "")), schedule, stop), flush=True)
+        run_id = os.environ.get("MLFLOW_RUN_ID", "") if args.continue_run == "none" else args.continue_run
+        print(trainer.train(args, Replica(run_id), schedule, stop), flush=True)
     except Preempted as stopped:
         print(stopped, file=sys.stderr, flush=True)
         return PREEMPTED_EXIT_CODE

@@ -37,6 +37,8 @@ class Steps(Protocol):
 
 
 class Team(Protocol):
+    world_size: int
+
     def agree(self, loss: float, stopping: bool) -> tuple[float, bool]: ...
 
     def wait_for_all(self) -> None: ...
@@ -44,6 +46,8 @@ class Team(Protocol):
 
 class Alone:
     """One process training by itself: nothing to agree on."""
+
+    world_size = 1
 
     def agree(self, loss: float, stopping: bool) -> tuple[float, bool]:
         return loss, stopping
@@ -71,12 +75,16 @@ def train_steps(run: ResumableRun | Replica, schedule: Schedule, stop: StopReque
     # The mean training loss of an epoch is summed over its steps; a mid-epoch checkpoint carries the sum.
     counters = dict(run.checkpoint.counters) if run.checkpoint else {}
     loss_sum = counters.get("loss_sum", 0.0)
+    saved_by = counters.get("world_size", 1)
+    if position.step and saved_by != team.world_size:
+        raise ValueError(f"the checkpoint at {position} was saved inside an epoch by {saved_by} training process(es), "
+                         f"whose steps count each one's share of the data: resume it with procs_per_node={saved_by}")
     last_save = time.monotonic()
 
     def save(at: Position) -> None:
         nonlocal last_save
         if run.leader:
-            run.save(at, steps.state(), {"loss_sum": loss_sum})
+            run.save(at, steps.state(), {"loss_sum": loss_sum, "world_size": team.world_size})
         last_save = time.monotonic()
 
     if team.agree(0.0, stop.requested)[1]:

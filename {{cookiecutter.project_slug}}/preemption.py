@@ -38,7 +38,8 @@ class StopRequest:
         self.children: list[subprocess.Popen] = []
 
     def forward_to(self, child: subprocess.Popen) -> None:
-        """Pass the signal on to a process that trains for this one (torchrun, launch.py), now if it came already."""
+        """Pass the first signal on to a process that trains for this one (torchrun, launch.py), now if it came
+        already."""
         self.children.append(child)
         if self.received is not None:
             child.send_signal(self.received)
@@ -52,10 +53,10 @@ class StopRequest:
             self.at = time.monotonic()
             print(f"{WHO}received {signal.Signals(signum).name}: saving a checkpoint after the current step, then "
                   f"exiting {PREEMPTED_EXIT_CODE} so the Job replaces this pod", file=sys.stderr, flush=True)
+            for child in self.children:  # once: a second SIGTERM would cut torchrun's own shutdown short
+                if child.poll() is None:
+                    child.send_signal(signum)
         self.received = signum
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signum)
 
     @property
     def requested(self) -> bool:

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if STOP.requested:
         print("stopped while starting up; the Job's next pod starts the run", file=sys.stderr)
+{%- if cookiecutter.framework == "pytorch" %}
+        launch.report_exit(PREEMPTED_EXIT_CODE)
+{%- endif %}
         return PREEMPTED_EXIT_CODE
 {%- if cookiecutter.framework == "pytorch" %}
     if args.procs_per_node > 1 and not launch.in_worker():

@@ -504,8 +504,23 @@ def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(
     assert stops.keys() == {"0", "1"} and stops["0"] == stops["1"], output[-3000:]
     [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "RUNNING", "preempted, not failed: the Job's next pod resumes it"
+    alone = run_train(tmp_path, *args[:-1], "1", run_id=run.info.run_id)
+    assert alone.returncode == 1 and "resume it with procs_per_node=2" in alone.stderr, \
+        "a step inside an epoch counts each rank's share: one process cannot go on from it"
     resumed = run_train(tmp_path, *args, "--epochs", "1", run_id=run.info.run_id)
     assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout, resumed.stdout[-2000:]
+
+
+def test_distributed_a_rank_that_dies_fails_the_run_at_once(tmp_path):
+    """A rank killed (the OOM killer picks one process) leaves the other in a gradient exchange: it must fail
+    the pod and the run at once, not hold the GPUs until a timeout."""
+    args = (*TRAIN_ARGS, "--epochs", "50", "--log-every", "5", "--procs-per-node", "2")
+    code, output = stop_when(tmp_path, args, r"^epoch 2/50 step ",
+                             lambda launcher: os.kill(rank_pid(launcher, 1), signal.SIGKILL))
+    assert code not in (0, PREEMPTED, TRANSIENT), "a failure: the Job must not start a replacement"
+    assert "training failed" in output, output[-3000:]
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FAILED"
 {%- endif %}
 
 
