@@ -73,6 +73,10 @@ def start_run(continue_run: str, retry: Retry):
     return mlflow.start_run(run_id=continue_run)
 
 
+def schedule_of(args: argparse.Namespace) -> Schedule:
+    return Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
+
+
 def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
     """Train in the run from its last checkpoint to the end; the exit code says what the Job does next."""
 {%- if cookiecutter.framework == "pytorch" %}
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
 {%- endif %}
     print(f"tracking server: {mlflow.get_tracking_uri()}", flush=True)
     retry = Retry(args.retry_seconds)
-    schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
+    schedule = schedule_of(args)
     try:
         run = retry("starting the run", start_run, args.continue_run, retry)
         retry("tagging the run", mlflow.set_tags,
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
 def replica(args: argparse.Namespace, stop: StopRequest) -> int:
     """A rank other than 0: train with the others, and leave the run (tags, metrics, checkpoints, model,
     its status) to rank 0."""
-    schedule = Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
+    schedule = schedule_of(args)
     try:
         run_id = os.environ.get("MLFLOW_RUN_ID", "") if args.continue_run == "none" else args.continue_run
         print(trainer.train(args, Replica(run_id), schedule, stop), flush=True)
