@@ -80,7 +80,7 @@ def schedule_of(args: argparse.Namespace) -> Schedule:
 def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
     """Train in the run from its last checkpoint to the end; the exit code says what the Job does next."""
 {%- if cookiecutter.framework == "pytorch" %}
-    if os.environ.get("RANK", "0") != "0":
+    if launch.rank() != 0:
         return replica(args, stop)
 {%- endif %}
     print(f"tracking server: {mlflow.get_tracking_uri()}", flush=True)
