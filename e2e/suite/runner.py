@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -38,6 +39,10 @@ def k8s_time(stamp: str | None) -> float | None:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").timestamp() if stamp else None
 
 
+# A line of a Python traceback, after follow.py's [pod] prefix: 'File ...', code, or its ^^^^ marks.
+TRACEBACK_FRAME = re.compile(r"^\[[^\]]*\] (  |Traceback)")
+
+
 @dataclass
 class Outcome:
     variant: Variant
@@ -64,11 +69,18 @@ class Outcome:
     def pod_events(self, reason: str) -> list[dict]:
         return [e for events in self.events.values() for e in events if e["reason"] == reason]
 
-    def describe(self, tail: int = 4000) -> str:
-        """What a failed assertion prints: on CI the report directory is gone, so the pods' own words go here."""
+    def describe(self, tail: int = 2500) -> str:
+        """What a failed assertion prints: on CI the report directory is gone, so the pods' own words go here.
+
+        A traceback at the end (torchrun's after a SIGTERM is 40 lines) would hide how the run went: its
+        story comes first, `make run`'s own lines and the pods' last lines that are not traceback frames."""
+        lines = self.output.splitlines()
+        own = [line for line in lines if not line.startswith("[")]
+        story = [line for line in lines if line.startswith("[") and not TRACEBACK_FRAME.search(line)]
         pods = "".join(f"\n--- pod {name} (log tail) ---\n{log[-1500:]}" for name, log in self.pod_logs.items())
-        return (f"{self.error}\n--- make run (tail) ---\n{self.output[-tail:]}{pods}\n"
-                f"(report: e2e-report/{self.variant.id})")
+        return (f"{self.error}\n--- make run (its own lines) ---\n" + "\n".join(own[-30:])
+                + "\n--- make run (the pods' last lines, no traceback frames) ---\n" + "\n".join(story[-25:])
+                + f"\n--- make run (tail) ---\n{self.output[-tail:]}{pods}\n(report: e2e-report/{self.variant.id})")
 
 
 class ProjectRun:

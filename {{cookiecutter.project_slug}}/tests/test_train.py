@@ -511,6 +511,45 @@ def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(
     assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout, resumed.stdout[-2000:]
 
 
+# A rank's training with its DataLoader workers running, and still holding them when the interpreter exits.
+RANK_WITH_WORKERS = """
+import argparse, time
+import torch
+import trainer
+from preemption import StopRequest
+from team import Team
+
+stop = StopRequest().install()
+args = argparse.Namespace(batch_size=8, seed=1, workers=2, lr=0.01)
+train_set, val_set, _ = trainer.digits(None, args.seed)
+steps = trainer.DigitsSteps(args, Team(0, 1, 1, torch.device("cpu")), train_set, val_set, None)
+steps.train_step(0, 0)
+print("workers started", flush=True)
+while not stop.requested:
+    time.sleep(0.05)
+for step in range(1, 40):
+    steps.train_step(0, step)
+print("trained on after the SIGTERM", flush=True)
+"""
+
+
+def test_distributed_dataloader_workers_outlive_torchruns_sigterm_and_end_with_their_rank(tmp_path):
+    """torchrun stops a rank by signalling its whole process group: the rank's DataLoader workers must go on
+    loading until it has saved (else its next step fails, and the preemption with it), and still end when the
+    rank exits, even with the loader alive then (else the pod would hang and hold its GPUs)."""
+    rank = subprocess.Popen([sys.executable, "-c", RANK_WITH_WORKERS], cwd=PROJECT, env=train_env(tmp_path),
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        read_until(rank, "^workers started", seen)
+        os.killpg(rank.pid, signal.SIGTERM)  # as torchrun does
+        output, _ = rank.communicate(timeout=90)
+    finally:
+        rank.kill()
+    output = "".join(seen) + output
+    assert rank.returncode == 0 and "trained on after the SIGTERM" in output, output[-3000:]
+
+
 def test_distributed_a_rank_that_dies_fails_the_run_at_once(tmp_path):
     """A rank killed (the OOM killer picks one process) leaves the other in a gradient exchange: it must fail
     the pod and the run at once, not hold the GPUs until a timeout."""
