@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 
     code = lifecycle.run(args, STOP, DESCRIPTION)
     launch.report_exit(code)
+    if launch.in_worker():
+        launch.exit_now(code)
     return code
 {%- else %}
 

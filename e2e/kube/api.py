@@ -74,6 +74,16 @@ class KubeApi:
     def get(self, path: str, **query) -> dict:
         return self.request("GET", path, query or None)
 
+    def delete(self, path: str, body: dict | None = None) -> bool:
+        """Delete the object; False when it was gone already (cleanups run after whatever else deleted it)."""
+        try:
+            self.request("DELETE", path, body=body)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            return False
+        return True
+
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 240) -> Iterator[tuple[str, dict]]:
         """Yield (type, object) until the server closes the watch; raise ApiError(410) when the version expired."""
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",

@@ -8,7 +8,7 @@ scoped, so the suite deletes the volume itself; the files go with the work direc
 
 from __future__ import annotations
 
-from kube import ApiError, KubeApi
+from kube import KubeApi
 
 from .targets import ClusterTarget
 
@@ -59,11 +59,7 @@ def create_data_claim(api: KubeApi, target: ClusterTarget, namespace: str, claim
 
 
 def delete_data_volume(api: KubeApi, namespace: str) -> None:
-    try:
-        api.request("DELETE", f"/api/v1/persistentvolumes/{volume_name(namespace)}")
-    except ApiError as err:
-        if err.status != 404:
-            raise
+    api.delete(f"/api/v1/persistentvolumes/{volume_name(namespace)}")
 
 
 def leftover_volumes(api: KubeApi, namespaces: set[str]) -> list[str]:

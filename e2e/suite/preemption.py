@@ -170,11 +170,7 @@ def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
                                     for p in watch.training_pods()), f"{record.replacement_pod} to run")
             record.resumed_at = time.time()
     finally:
-        try:
-            run.api.request("DELETE", f"{holder_path}/{HOLDER_NAME}")
-        except ApiError as err:
-            if err.status != 404:
-                raise
+        run.api.delete(f"{holder_path}/{HOLDER_NAME}")
         worker.join(run.deadline + 300)
     record.outcome = box.get("outcome", o)
     return record

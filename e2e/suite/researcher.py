@@ -197,11 +197,7 @@ def main(pytest_args: list[str]) -> int:
                 scheduler.terminate()
                 scheduler.wait(30)
             label_node(api, node, None)
-            try:
-                api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}")
-            except ApiError as err:
-                if err.status != 404:
-                    raise
+            api.delete(f"/api/v1/namespaces/{NAMESPACE}")
     print(f"researcher mode: the suite exited {code}")
     for line in changed:
         print(f"researcher mode: changed outside {NAMESPACE}: {line}")

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
-from kube import ApiError, KubeApi, wait_until
+from kube import KubeApi, wait_until
 from kube.paths import REPO_ROOT
 from kube.venvs import project_venv
 from runai.names import NAMESPACE_VERSION_LABEL, QUEUE_LABEL
@@ -287,11 +287,7 @@ class ProjectRun:
                 images.delete_registry_repository(self.target.registry, repository)
 
     def _delete(self, path: str) -> None:
-        try:
-            self.api.request("DELETE", path, body={"propagationPolicy": "Background"})
-        except ApiError as err:
-            if err.status != 404:
-                raise
+        self.api.delete(path, body={"propagationPolicy": "Background"})
 
     def prepare(self) -> Path:
         """Everything before `make run`: the generated project, its namespace and its environment image."""

@@ -550,6 +550,24 @@ def test_distributed_dataloader_workers_outlive_torchruns_sigterm_and_end_with_t
     assert rank.returncode == 0 and "trained on after the SIGTERM" in output, output[-3000:]
 
 
+def test_distributed_ranks_whose_exit_handlers_hang_do_not_hold_the_pod(tmp_path):
+    """A hang in a training process's teardown (NCCL's, a library's exit handler) once the run has ended would
+    keep torchrun, and the pod with its GPUs, until the Job's deadline: the pod must end with the run."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    # Python runs sitecustomize in every process: in each rank, an exit handler that never returns.
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, os, time\n"
+        "if 'RANK' in os.environ:\n"
+        "    atexit.register(time.sleep, 3600)\n")
+    result = subprocess.run([sys.executable, str(PROJECT / "train.py"), *TRAIN_ARGS, "--epochs", "2",
+                             "--procs-per-node", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=150,
+                            env={**train_env(tmp_path), "PYTHONPATH": str(hooks)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "FINISHED"
+
+
 def test_distributed_a_rank_that_dies_fails_the_run_at_once(tmp_path):
     """A rank killed (the OOM killer picks one process) leaves the other in a gradient exchange: it must fail
     the pod and the run at once, not hold the GPUs until a timeout."""
