@@ -15,7 +15,8 @@ from kube.venvs import project_venv
 VARIANTS = {"defaults": {}, "fraction": {"gpu": "0.5", "description": 'quotes "and" colons: # hash'},
             "pytorch": {"framework": "pytorch", "gpu": "0.5"}}
 # The tests that train, stop and resume, or restart a tracking server, are the longest: shards of their own.
-SHARDS = {"sigterm": "sigterm or damaged", "long_epoch": "long_epoch", "tracking_server": "tracking_server",
+SHARDS = {"sigterm": "(sigterm or damaged) and not distributed", "long_epoch": "long_epoch and not distributed",
+          "tracking_server": "tracking_server and not distributed",
           "distributed": "distributed",
           "rest": "not (sigterm or damaged or long_epoch or tracking_server or distributed)"}
 SHARD_SIZES = {"sigterm": 2, "long_epoch": 1, "tracking_server": 2}

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .progress import ClusterError, say, step
-from .settings import ETCD_VERSION, GOMOD_DIR, KUBERNETES_VERSION, PAUSE_VERSION, ClusterSettings
+from .settings import COREDNS_VERSION, ETCD_VERSION, GOMOD_DIR, KUBERNETES_VERSION, PAUSE_VERSION, ClusterSettings
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl")
 
@@ -88,6 +88,11 @@ def ensure_binaries(settings: ClusterSettings) -> None:
             started, warm = time.monotonic(), go_cache_warm()
             _go_build(GOMOD_DIR / "etcd", settings.etcd_bin.parent, ["."], "-s -w", logs / "etcd.log")
             _record_build_time(settings, f"etcd-{ETCD_VERSION}", time.monotonic() - started, warm)
+    if not settings.coredns_bin.exists():
+        with step(f"go build CoreDNS {COREDNS_VERSION} (cluster DNS)"):
+            started, warm = time.monotonic(), go_cache_warm()
+            _go_build(GOMOD_DIR / "coredns", settings.coredns_bin.parent, ["."], "-s -w", logs / "coredns.log")
+            _record_build_time(settings, f"coredns-{COREDNS_VERSION}", time.monotonic() - started, warm)
     if not settings.pause_bin.exists():
         with step(f"go build pause {PAUSE_VERSION}"):
             _go_build(GOMOD_DIR / "pause", settings.pause_bin.parent, ["."], "-s -w", logs / "pause.log")

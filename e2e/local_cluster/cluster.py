@@ -193,6 +193,7 @@ class LocalCluster:
             "kube-apiserver": (self._apiserver_ready, 90),
             "kube-controller-manager": (lambda: self._kubectl_ok("get", "--raw", "/readyz"), 10),
             "kube-scheduler": (lambda: True, 0),
+            "coredns": (lambda: self._http_ok(f"http://127.0.0.1:{s.dns_ready_port}/ready"), 60),
             "containerd": (lambda: containerd_ready(s), 30),
             "kubelet": (self._node_ready, 120),
         }

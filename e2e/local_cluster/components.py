@@ -12,11 +12,12 @@ from pathlib import Path
 import yaml
 
 from .procs import Daemon
-from .settings import ClusterSettings
+from .settings import CLUSTER_DOMAIN, ClusterSettings
 
 OOM_CLAMP = Path(__file__).resolve().parent / "runc_oom_clamp.py"
 CAP_SYS_RESOURCE = 24
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet")
+START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coredns", "containerd",
+               "kubelet")
 
 
 def daemon(settings: ClusterSettings, name: str) -> Daemon:
@@ -67,6 +68,10 @@ def _scheduler(s: ClusterSettings) -> list[str]:
             "--bind-address=127.0.0.1", "--profiling=false", "--v=1"]
 
 
+def _coredns(s: ClusterSettings) -> list[str]:
+    return [str(s.coredns_bin), "-conf", str(s.state_dir / "etc" / "Corefile")]
+
+
 def _containerd(s: ClusterSettings) -> list[str]:
     return ["containerd", "--config", str(s.state_dir / "etc" / "containerd.toml")]
 
@@ -79,7 +84,7 @@ def _kubelet(s: ClusterSettings) -> list[str]:
 
 
 ARGV = {"etcd": _etcd, "kube-apiserver": _apiserver, "kube-controller-manager": _controller_manager,
-        "kube-scheduler": _scheduler, "containerd": _containerd, "kubelet": _kubelet}
+        "kube-scheduler": _scheduler, "coredns": _coredns, "containerd": _containerd, "kubelet": _kubelet}
 
 
 def write_configs(s: ClusterSettings) -> None:
@@ -134,7 +139,19 @@ state = "{s.containerd_socket.parent}"
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni_conf}"
 """)
-    # Pods resolve nothing: no cluster DNS runs, and the machine's resolver is not theirs to use.
+    # Cluster DNS, as a real cluster's: Services and the pods of headless Services (an Indexed Job's pods by
+    # hostname.subdomain) by name, and their addresses back to names. Only the cluster's zones: any other
+    # name is refused at once, never forwarded (the machine's resolver is not the pods' to use).
+    (etc / "Corefile").write_text(f"""{CLUSTER_DOMAIN}:{s.dns_port} in-addr.arpa:{s.dns_port} ip6.arpa:{s.dns_port} {{
+    bind {s.host_ip}
+    errors
+    ready 127.0.0.1:{s.dns_ready_port}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {s.kubeconfig}
+    }}
+}}
+""")
+    # What pods with dnsPolicy Default get; ClusterFirst pods (the default) get the cluster DNS above.
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n")
     (etc / "kubelet.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -150,7 +167,7 @@ state = "{s.containerd_socket.parent}"
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%", "imagefs.available": "2%",
                          "nodefs.inodesFree": "2%"},
-        "resolvConf": str(etc / "resolv.conf"), "clusterDomain": "cluster.local",
+        "resolvConf": str(etc / "resolv.conf"), "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [s.host_ip],
         "serializeImagePulls": False, "staticPodPath": "",
     }))
 

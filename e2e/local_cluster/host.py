@@ -46,7 +46,8 @@ def check_prerequisites(settings: ClusterSettings, ours: set[int]) -> None:
                            "(pods are evicted under disk pressure)")
     ports = {"kube-apiserver": settings.apiserver_port, "etcd": settings.etcd_client_port,
              "etcd peer": settings.etcd_peer_port, "kubelet": settings.kubelet_port,
-             "kubelet healthz": settings.kubelet_healthz_port, "registry": settings.registry_port}
+             "kubelet healthz": settings.kubelet_healthz_port, "registry": settings.registry_port,
+             "cluster DNS": settings.dns_port, "cluster DNS readiness": settings.dns_ready_port}
     for component, port in ports.items():
         owner = port_owner(port)
         if owner is not None and owner not in ours:

@@ -15,6 +15,8 @@ from kube.paths import cache_root
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 PAUSE_VERSION = "3.10"
+COREDNS_VERSION = "v1.14.7"  # e2e/local_cluster/gomod/coredns/go.mod requires it
+CLUSTER_DOMAIN = "cluster.local"
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 
 
@@ -39,6 +41,9 @@ class ClusterSettings:
     kubelet_port: int = 10250
     kubelet_healthz_port: int = 10248
     registry_port: int = 5000
+    # Cluster DNS answers pods on the bridge address; its readiness is asked on loopback.
+    dns_port: int = 53
+    dns_ready_port: int = 18181
 
     @property
     def bin_dir(self) -> Path:
@@ -50,6 +55,10 @@ class ClusterSettings:
     @property
     def etcd_bin(self) -> Path:
         return self.bin_dir / f"etcd-{ETCD_VERSION}" / "etcd"
+
+    @property
+    def coredns_bin(self) -> Path:
+        return self.bin_dir / f"coredns-{COREDNS_VERSION}" / "coredns"
 
     @property
     def pause_bin(self) -> Path:

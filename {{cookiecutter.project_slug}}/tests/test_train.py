@@ -533,7 +533,7 @@ print("trained on after the SIGTERM", flush=True)
 """
 
 
-def test_distributed_dataloader_workers_outlive_torchruns_sigterm_and_end_with_their_rank(tmp_path):
+def test_distributed_dataloader_workers_outlive_torchruns_group_stop_and_end_with_their_rank(tmp_path):
     """torchrun stops a rank by signalling its whole process group: the rank's DataLoader workers must go on
     loading until it has saved (else its next step fails, and the preemption with it), and still end when the
     rank exits, even with the loader alive then (else the pod would hang and hold its GPUs)."""

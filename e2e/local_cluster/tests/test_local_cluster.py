@@ -1,6 +1,7 @@
 """The local cluster runs real containers: images from the loopback registry, fake GPUs, host reachability."""
 
 import http.server
+import re
 import threading
 import uuid
 
@@ -66,6 +67,63 @@ def test_gpu_job_runs_from_local_registry_and_reaches_host(cluster, api, namespa
     assert client.BatchV1Api(api).read_namespaced_job_status("smoke", namespace).status.succeeded == 1, log
     assert f"got {token}" in log
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+
+
+# Index 0 answers one request with its hostname; index 1 finds it by name, as torchrun's rendezvous at
+# index 0 does, then asks for a name outside the cluster.
+PEERS = """
+import http.server, os, socket, time, urllib.request
+if os.environ["JOB_COMPLETION_INDEX"] == "0":
+    class Hostname(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(socket.gethostname().encode())
+    http.server.HTTPServer(("", 8080), Hostname).handle_request()
+else:
+    for attempt in range(120):  # until index 0 runs and its name is published
+        try:
+            print("peer says", urllib.request.urlopen(os.environ["PEER"], timeout=5).read().decode(), flush=True)
+            break
+        except OSError as err:
+            error = err
+            time.sleep(1)
+    else:
+        raise SystemExit(f"index 0 never answered: {error}")
+    started = time.monotonic()
+    try:
+        socket.getaddrinfo("example.com", 443)
+        print("an outside name resolved")
+    except socket.gaierror:
+        print(f"outside name refused in {time.monotonic() - started:.1f}s")
+"""
+
+
+def test_an_indexed_jobs_pods_find_each_other_by_hostname_through_cluster_dns(cluster, api, namespace):
+    """What several-node training needs: the pods of an Indexed Job with a headless Service as subdomain
+    reach index 0 by its DNS name; a name outside the cluster is refused at once, never forwarded."""
+    client.CoreV1Api(api).create_namespaced_service(namespace, {
+        "metadata": {"name": "team"},
+        "spec": {"clusterIP": "None", "selector": {"job-name": "peers"}, "publishNotReadyAddresses": True}})
+    image = f"{cluster.registry}/peers:{uuid.uuid4().hex[:8]}"
+    build_and_push(f"FROM {PYTHON_BASE_IMAGE}\n", image)
+    job = job_manifest("peers", image.replace(cluster.registry, cluster.image_prefix), ["python3", "-c", PEERS],
+                       env={"PEER": "http://peers-0.team:8080/"})  # by the search path, as on any cluster
+    job["spec"].update({"completionMode": "Indexed", "completions": 2, "parallelism": 2})
+    job["spec"]["template"]["spec"]["subdomain"] = "team"
+    utils.create_from_dict(api, job, namespace=namespace)
+
+    def finished():
+        status = client.BatchV1Api(api).read_namespaced_job_status("peers", namespace).status
+        return (status.succeeded or 0) == 2 or status.failed
+    wait_until(finished, 240, what="both pods of the Indexed Job finished")
+    logs = {pod.metadata.labels["batch.kubernetes.io/job-completion-index"]:
+            client.CoreV1Api(api).read_namespaced_pod_log(pod.metadata.name, namespace)
+            for pod in job_pods(api, namespace, "peers")}
+    assert client.BatchV1Api(api).read_namespaced_job_status("peers", namespace).status.succeeded == 2, logs
+    assert "peer says peers-0" in logs["1"], logs
+    refused = re.search(r"outside name refused in ([\d.]+)s", logs["1"])
+    assert refused and float(refused[1]) < 3, logs["1"]
 
 
 def test_more_gpus_than_the_node_has_stays_pending(cluster, api, namespace):

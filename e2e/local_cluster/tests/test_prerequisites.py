@@ -12,7 +12,7 @@ from local_cluster.host import check_prerequisites
 from local_cluster.progress import ClusterError
 
 PORTS = ("apiserver_port", "etcd_client_port", "etcd_peer_port", "kubelet_port", "kubelet_healthz_port",
-         "registry_port")
+         "registry_port", "dns_port", "dns_ready_port")
 
 
 def free_port() -> int:
