@@ -24,6 +24,11 @@ from pathlib import Path
 # MLflow names the Job "<slug>-<26-char timestamp>"; Job names (and the job-name
 # label the API server derives from them) must stay within 63 characters.
 SLUG_MAX = 30
+JOB_NAME_SUFFIX = len("-2026-12-02-17-05-07-123456")  # MLflow's "-%Y-%m-%d-%H-%M-%S-%f"
+# The most pods one training spans (nodes). With nodes >= 2 each pod's hostname is "<job>-<index>", a DNS
+# label of at most 63 characters too: SLUG_MAX leaves room for the largest index (a template test checks).
+MAX_NODES = 256
+POD_HOSTNAME_MAX = 63
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
@@ -209,7 +214,8 @@ def _check_names(answers: dict, problems: list[Problem]) -> None:
         problems.append(Problem(
             "project_slug", slug,
             f"must be at most {SLUG_MAX} characters (it is {len(slug)}): MLflow names the Job "
-            "'<slug>-<26-character timestamp>' and Kubernetes caps Job names at 63",
+            "'<slug>-<26-character timestamp>' and Kubernetes caps Job names at 63, and pod hostnames "
+            "'<job>-<index>' (several nodes) too",
         ))
     project = str(answers.get("runai_project", ""))
     if not DNS_LABEL.match(project) or len("runai-" + project) > 63:
@@ -378,6 +384,48 @@ def _check_distributed(answers: dict, gpu: GpuRequest | None, problems: list[Pro
         ))
 
 
+def parse_nodes(raw: object) -> int:
+    """The nodes answer as a number of pods; raise ValueError with the rule it breaks."""
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_NODES:
+        raise ValueError(f"must be a whole number from 1 to {MAX_NODES}: the pods (one per node) the training "
+                         "spans; 1 for a single pod")
+    return int(text)
+
+
+def longest_pod_hostname(slug: str, nodes: int) -> int:
+    """The length of the last pod's hostname, "<slug>-<timestamp>-<index>", the rendezvous name of a pod."""
+    return len(slug) + JOB_NAME_SUFFIX + len(f"-{nodes - 1}")
+
+
+def _check_nodes(answers: dict, gpu: GpuRequest | None, problems: list[Problem]) -> None:
+    raw = answers.get("nodes", "1")
+    try:
+        nodes = parse_nodes(raw)
+    except ValueError as err:
+        problems.append(Problem("nodes", raw, str(err)))
+        return
+    if nodes == 1:
+        return
+    if answers.get("framework") != "pytorch":
+        problems.append(Problem("nodes", raw, "must be 1 with framework sklearn: it trains in one process; "
+                                              "training across nodes needs framework pytorch (torchrun, DDP)"))
+        return  # what else would be wrong depends on the framework chosen
+    if gpu is not None and gpu.kind != "whole":
+        problems.append(Problem(
+            "gpu", answers.get("gpu"),
+            f"must be a whole number of GPUs (1 or more) when nodes is {nodes}: each pod of a distributed job "
+            "holds its GPUs whole (NCCL between nodes); a fraction, GPU memory or no GPU cannot be spread over nodes",
+        ))
+    if answers.get("scheduler_name") == "default-scheduler":
+        problems.append(Problem(
+            "scheduler_name", answers.get("scheduler_name"),
+            f"must be the Run:ai scheduler when nodes is {nodes}: it starts the {nodes} pods together or not at "
+            "all (kai.scheduler/batch-min-member); default-scheduler places them one by one, and a part-placed "
+            "job holds its GPUs while it waits for the rest",
+        ))
+
+
 def validate(answers: dict) -> list[Problem]:
     """Return every problem with the answers, in question order."""
     problems: list[Problem] = []
@@ -390,6 +438,7 @@ def validate(answers: dict) -> list[Problem]:
     _check_durations(answers, problems)
     _check_combinations(answers, gpu, problems)
     _check_distributed(answers, gpu, problems)
+    _check_nodes(answers, gpu, problems)
     return problems
 
 

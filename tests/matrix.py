@@ -15,6 +15,7 @@ VARIANTS = [
     {"framework": "pytorch", "gpu": "2", "workload_type": "interactive",
      "base_image": "nvcr.io/nvidia/pytorch:25.10-py3"},
     {"workload_type": "interactive", "gpu": "1", "max_preemptions": "0"},
+    {"framework": "pytorch", "gpu": "2", "nodes": "2", "max_preemptions": "3"},
     {"max_preemptions": "100", "termination_grace_period_seconds": "600"},
     {"node_type": "dgx-a100", "node_pool": "a100-pool"},
     {"kube_context": "runai-prod", "image_pull_secret": "regcred", "credentials_secret": "mlflow-s3",

@@ -48,7 +48,9 @@ def test_generates_complete_project(bake, variant):
     project = result.project_path
     files = {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
     pytorch = variant.get("framework") == "pytorch"
-    assert files == EXPECTED_FILES | ({"requirements-torch.txt", "launch.py", "team.py"} if pytorch else set())
+    several_nodes = int(variant.get("nodes", "1")) > 1
+    assert files == (EXPECTED_FILES | ({"requirements-torch.txt", "launch.py", "team.py"} if pytorch else set())
+                     | ({"kubernetes_peers_service.yaml"} if several_nodes else set()))
     default_slug = "digits-cnn" if variant.get("framework") == "pytorch" else "diabetes-elasticnet"
     assert project.name == (variant.get("project_slug") or default_slug)
     for name in files:

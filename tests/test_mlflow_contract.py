@@ -13,6 +13,7 @@ import yaml
 from mlflow.projects import kubernetes as mlflow_k8s
 from mlflow.projects.utils import get_entry_point_command, get_run_env_vars, load_project
 from runai.names import (
+    BATCH_MIN_MEMBER_ANNOTATION,
     DEVICES_ANNOTATION,
     FRACTION_ANNOTATION,
     GPU_RESOURCE,
@@ -23,6 +24,8 @@ from runai.names import (
     PROJECT_LABEL,
     QUEUE_LABEL,
 )
+
+from hooks.pre_gen_project import MAX_NODES, POD_HOSTNAME_MAX, SLUG_MAX, longest_pod_hostname
 
 from .conftest import ANSWER_KEYS
 from .matrix import VARIANTS, variant_id
@@ -169,6 +172,33 @@ def _check_framework(job, a, project):
         assert "torch" not in (project / "requirements.txt").read_text()
 
 
+def _check_nodes(job, a, project):
+    """Several nodes: an Indexed Job of one gang, each pod named under the project's headless Service, with
+    what torchrun needs to meet at index 0; one node: a plain Job and no Service."""
+    nodes, service_file = int(a["nodes"]), project / "kubernetes_peers_service.yaml"
+    env = {item["name"]: item for item in _container(job)["env"]}
+    if nodes == 1:
+        assert "completionMode" not in job["spec"] and "subdomain" not in pod_spec(job)
+        assert BATCH_MIN_MEMBER_ANNOTATION not in job["metadata"]["annotations"] and "TRAIN_NODES" not in env
+        assert not service_file.exists()
+        return
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == nodes
+    assert job["metadata"]["annotations"][BATCH_MIN_MEMBER_ANNOTATION] == str(nodes)
+    service = yaml.safe_load(service_file.read_text())
+    kubernetes_validate.validate(service, "1.34.0", strict=True)
+    assert pod_spec(job)["subdomain"] == service["metadata"]["name"] == f"{a['project_slug']}-peers"
+    assert service["metadata"]["namespace"] == job["metadata"]["namespace"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"].items() <= _meta(job)[1]["labels"].items(), "the Service selects the pods"
+    assert env["TRAIN_NODES"]["value"] == str(nodes)
+    job_name_label = "metadata.labels['batch.kubernetes.io/job-name']"  # MLflow's name, with its timestamp
+    assert env["JOB_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": job_name_label}}
+    names = [item["name"] for item in _container(job)["env"]]
+    assert names.index("JOB_NAME") < names.index("TRAIN_RENDEZVOUS_HOST"), "$(JOB_NAME) expands if defined first"
+    assert env["TRAIN_RENDEZVOUS_HOST"]["value"] == f"$(JOB_NAME)-0.{service['metadata']['name']}"
+
+
 def _config(project):
     return json.loads((project / "kubernetes_config.json").read_text())
 
@@ -210,7 +240,8 @@ ANSWER_CHECKS = {
     job["spec"]["activeDeadlineSeconds"] == int(a["active_deadline_seconds"]),
     "ttl_seconds_after_finished": lambda job, a, _:
     job["spec"]["ttlSecondsAfterFinished"] == int(a["ttl_seconds_after_finished"]),
-    "max_preemptions": lambda job, a, _: job["spec"]["backoffLimit"] == int(a["max_preemptions"]),
+    "max_preemptions": lambda job, a, _: job["spec"]["backoffLimit"] == int(a["max_preemptions"]) * int(a["nodes"]),
+    "nodes": _check_nodes,
     "termination_grace_period_seconds": lambda job, a, _:
     pod_spec(job)["terminationGracePeriodSeconds"] == int(a["termination_grace_period_seconds"]),
     "scheduler_name": lambda job, a, _: pod_spec(job)["schedulerName"] == a["scheduler_name"],
@@ -252,6 +283,15 @@ def test_quoting_keeps_command_tokens_free_of_literal_quotes(bake, monkeypatch):
 def test_longest_slug_fits_job_name_limit(bake, monkeypatch):
     job = render_job(bake(project_slug="a" * 30).project_path, monkeypatch)
     assert len(job["metadata"]["name"]) == 30 + 27 <= 63
+
+
+def test_longest_slug_and_most_nodes_fit_the_pod_hostname_limit(bake, monkeypatch):
+    """An Indexed Job's pod is named <job>-<index> (a DNS label, at most 63): the rendezvous address must fit."""
+    nodes = MAX_NODES
+    job = render_job(bake(project_slug="a" * SLUG_MAX, framework="pytorch", nodes=str(nodes)).project_path,
+                     monkeypatch)
+    last_hostname = f"{job['metadata']['name']}-{nodes - 1}"
+    assert len(last_hostname) == longest_pod_hostname("a" * SLUG_MAX, nodes) <= POD_HOSTNAME_MAX == 63
 
 
 def test_entry_point_parameters_reach_the_command(bake, monkeypatch):

@@ -36,6 +36,27 @@ def connect() -> Cluster:
     return Cluster(client.CoreV1Api(), client.BatchV1Api(), template["metadata"]["namespace"])
 
 
+# A several-node project's headless Service (the nodes answer): its pods' DNS names, where they meet.
+PEERS_SERVICE_FILE = HERE / "kubernetes_peers_service.yaml"
+
+
+def ensure_peers_service(cluster: Cluster) -> str | None:
+    """Create the project's headless Service if it is missing; say what was done, None when nothing was."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not PEERS_SERVICE_FILE.is_file():
+        return None
+    service = yaml.safe_load(PEERS_SERVICE_FILE.read_text())
+    name = service["metadata"]["name"]
+    try:
+        cluster.core.create_namespaced_service(cluster.namespace, service)
+    except ApiException as err:
+        if err.status == 409:
+            return None  # there already, from an earlier run
+        raise
+    return f"created the headless Service {name}: the pods of a run find each other as <job>-<index>.{name}"
+
+
 def pods_of_job(cluster: Cluster, job: str) -> list[dict]:
     """The Job's pods, oldest first: the first attempt, then each replacement."""
     pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"{JOB_NAME_LABEL}={job}",

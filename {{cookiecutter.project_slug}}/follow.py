@@ -1,10 +1,11 @@
 """Follow a submitted Job from the terminal: why its pod waits, what it prints, how it ended.
 
-MLflow's Kubernetes backend prints only the Job's status changes. This follows the Job's pods in
-order (the first attempt, then each replacement after a preemption): while one is Pending it
-prints the scheduler's reason once per change; once it runs it streams its log line by line; when
-it ends it says how, and whether the Job hands over to a replacement. It only reads: what MLflow
-submitted and how the run's outcome is decided stay MLflow's.
+MLflow's Kubernetes backend prints only the Job's status changes. This follows each of the Job's
+pods as it appears (the first attempt, each replacement after a preemption, and on several nodes
+the pods of one gang side by side): while one is Pending it prints the scheduler's reason once per
+change; once it runs it streams its log line by line; when it ends it says how, and whether the
+Job hands over to a replacement. It only reads: what MLflow submitted and how the run's outcome is
+decided stay MLflow's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from cluster import JOB_NAME_LABEL, Cluster
 from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE
 
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pod: its node rank
 POLL_SECONDS = 2.0  # how often a waiting pod's state is read again (a terminal display, not a deadline)
 ENDINGS = {
     0: "finished",
@@ -120,7 +122,7 @@ class JobFollower(threading.Thread):
         self._finished = threading.Event()
 
     def finish(self, timeout: float = 30) -> None:
-        """The Job is done: stream what is left of the current pod, then stop."""
+        """The Job is done: stream what is left of its pods' logs, then stop."""
         self._finished.set()
         self.join(timeout)
         self.states.stopped.set()
@@ -133,20 +135,32 @@ class JobFollower(threading.Thread):
             self.say(f"(live logs stopped: {type(err).__name__}: {err})")
 
     def _follow(self) -> None:
-        done: list[str] = []
+        """One follower per pod, started as the pod appears: a gang's pods run, and print, side by side; a
+        replacement (the same index) is followed once its predecessor's end has been said."""
+        followers: dict[str, threading.Thread] = {}
+        latest_of_index: dict[str, threading.Thread] = {}
         while True:
-            waiting = [name for name in self.states.in_order() if name not in done]
-            if not waiting:
-                if self._finished.is_set():
-                    return
-                self.states.wait(POLL_SECONDS)
-                continue
-            name = waiting[0]
-            if done:
+            for name in self.states.in_order():
+                if name in followers:
+                    continue
+                index = self.states.latest[name]["metadata"].get("annotations", {}).get(COMPLETION_INDEX, "0")
+                follower = threading.Thread(target=self._follow_pod, args=(name, latest_of_index.get(index)),
+                                            daemon=True)
+                followers[name] = latest_of_index[index] = follower
+                follower.start()
+            if self._finished.is_set() and not any(f.is_alive() for f in followers.values()):
+                return
+            self.states.wait(POLL_SECONDS)
+
+    def _follow_pod(self, name: str, predecessor: threading.Thread | None) -> None:
+        try:
+            if predecessor:
+                predecessor.join()
                 self.say(f"pod {name} takes over")
             self._wait_until_started(name)
             self._stream(name)
-            done.append(name)
+        except Exception as err:  # noqa: BLE001 - following is a courtesy; mlflow still decides the run
+            self.say(f"(live log of {name} stopped: {type(err).__name__}: {err})")
 
     def _ended(self, name: str) -> bool:
         pod = self.states.latest[name]

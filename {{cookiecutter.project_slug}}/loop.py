@@ -78,7 +78,8 @@ def train_steps(run: ResumableRun | Replica, schedule: Schedule, stop: StopReque
     saved_by = counters.get("world_size", 1)
     if position.step and saved_by != team.world_size:
         raise ValueError(f"the checkpoint at {position} was saved inside an epoch by {saved_by} training process(es), "
-                         f"whose steps count each one's share of the data: resume it with procs_per_node={saved_by}")
+                         f"whose steps count each one's share of the data: resume it with {saved_by} in all "
+                         f"(nodes x procs_per_node = {saved_by})")
     last_save = time.monotonic()
 
     def save(at: Position) -> None:

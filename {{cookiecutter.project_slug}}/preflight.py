@@ -120,13 +120,20 @@ JOB_ACCESS = (("batch", "create", "jobs", ""), ("batch", "get", "jobs", "status"
               ("", "list", "pods", ""), ("", "get", "pods", "log"), ("", "delete", "pods", ""))
 
 
+# A several-node project also needs its headless Service, which make run creates when it is missing.
+PEERS_SERVICE_ACCESS = (("", "create", "services", ""),)
+
+
 def denied_job_access(client, namespace: str) -> list[str]:
     """Ask the API server what this user may do with Jobs in the namespace (SelfSubjectAccessReview).
 
     Works for a Run:ai researcher, whose rights end at the project namespace: no cluster-wide read needed.
     """
+    from cluster import PEERS_SERVICE_FILE
+
     api, denied = client.AuthorizationV1Api(), []
-    for group, verb, resource, subresource in JOB_ACCESS:
+    access = JOB_ACCESS + (PEERS_SERVICE_ACCESS if PEERS_SERVICE_FILE.is_file() else ())
+    for group, verb, resource, subresource in access:
         review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
                                                             resource=resource, subresource=subresource or None)))

@@ -166,7 +166,29 @@ class Submission:
         return INTERRUPTED
 
 
+def prepare_peers_service() -> bool:
+    """A several-node project's headless Service, made before the Job: its pods look each other up from their
+    first second. False (and why) when it cannot be made."""
+    from kubernetes.client.exceptions import ApiException
+
+    from cluster import PEERS_SERVICE_FILE, connect, ensure_peers_service
+
+    if not PEERS_SERVICE_FILE.is_file():
+        return True
+    try:
+        created = ensure_peers_service(connect())
+    except ApiException as err:
+        say(f"run: cannot create the headless Service of {PEERS_SERVICE_FILE.name} ({err.status} {err.reason}): "
+            "the pods of a several-node run find each other by it. Nothing was submitted.")
+        return False
+    if created:
+        say(f"run: {created}")
+    return True
+
+
 def main(argv: list[str]) -> int:
+    if not prepare_peers_service():
+        return 2
     return Submission([*MLFLOW_RUN, *argv]).execute()
 
 

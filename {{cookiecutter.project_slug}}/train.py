@@ -5,7 +5,7 @@ It checks them before MLflow and the framework load (seconds on a pod's CPU): a 
 once with argparse's exit 2, which the Job template fails on without retrying. What follows, the
 run's life cycle (resuming the run, preemption, a tracking server that goes away), is lifecycle.py;
 what is trained, and its own arguments, are trainer.py and hyperparameters.py.{% if cookiecutter.framework == "pytorch" %}
-With --procs-per-node 2 or more, this process launches that many with torchrun (launch.py).{% endif %}
+With --procs-per-node 2 or more, or on several nodes, this process launches torchrun (launch.py).{% endif %}
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 {%- endif %}
         return PREEMPTED_EXIT_CODE
 {%- if cookiecutter.framework == "pytorch" %}
-    if args.procs_per_node > 1 and not launch.in_worker():
+    if launch.distributed(args.procs_per_node) and not launch.in_worker():
         return launch.torchrun(args.procs_per_node, sys.argv[1:] if argv is None else argv, STOP)
 {%- endif %}
     import lifecycle  # noqa: PLC0415 - loads MLflow and the framework: only once the arguments are good

@@ -4,7 +4,8 @@ The project runs through the user's path (`make run`, in a thread). Once its tra
 given epoch, a GPU holder pod arrives: a non-preemptible (`build`) pod of the same project, which
 the scheduler satisfies by preempting the training pod, or a pod of another project under its quota,
 which reclaims it. The holder keeps the GPU until the Job's replacement pod has waited in the queue
-with Run:ai's reason, then leaves; the replacement runs and `make run` ends.
+with Run:ai's reason, then leaves; the replacement runs and `make run` ends. A several-node run is
+one gang: all its pods are preempted, and all their replacements wait, together.
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ class Holder:
     project: str | None = None  # None: the run's own project and namespace
 
 
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def by_index(pods: list[dict]) -> list[dict]:
+    """A Job's pods in node-rank order (an Indexed Job's annotation; one pod otherwise)."""
+    return sorted(pods, key=lambda p: int(p["metadata"].get("annotations", {}).get(COMPLETION_INDEX, "0")))
+
+
 @dataclass
 class Preemption:
     outcome: Outcome
     holder_namespace: str = ""
-    evicted_pod: str = ""
+    evicted_pod: str = ""  # of index 0 (rank 0's), the only one on one node
+    evicted_pods: list[str] = field(default_factory=list)
     epoch_at_preemption: int = -1
     replacement_pod: str = ""
+    replacement_pods: list[str] = field(default_factory=list)
     replacement_waited: str = ""  # the replacement's PodScheduled message while the holder had the GPU
     capacity_freed_at: float = 0.0
     resumed_at: float = 0.0  # when the replacement pod was seen Running
@@ -136,38 +147,45 @@ def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
     holder_project = holder.project or o.project
     record.holder_namespace = f"runai-{holder_project}"
     holder_path = f"/api/v1/namespaces/{record.holder_namespace}/pods"
+    gang = run.variant.nodes
+
+    def running() -> list[dict] | None:
+        pods = [p for p in watch.training_pods() if p["status"].get("phase") == "Running"]
+        return by_index(pods) if len(pods) == gang and watch.last_epoch() >= after_epoch else None
+
     try:
         # The first wait includes `make image`, MLflow's build and push (minutes for a cold pytorch image).
-        pod = watch.until(lambda: next((p for p in watch.training_pods() if p["status"].get("phase") == "Running"),
-                                       None) if watch.last_epoch() >= after_epoch else None,
-                          f"{o.slug}: training past epoch {after_epoch}", timeout=run.deadline + 300)
-        record.evicted_pod, first_uid = pod["metadata"]["name"], pod["metadata"]["uid"]
-        image = pod["spec"]["containers"][0]["image"]
+        pods = watch.until(running, f"{o.slug}: training past epoch {after_epoch}", timeout=run.deadline + 300)
+        record.evicted_pods = [p["metadata"]["name"] for p in pods]
+        record.evicted_pod, first_uids = record.evicted_pods[0], {p["metadata"]["uid"] for p in pods}
+        image = pods[0]["spec"]["containers"][0]["image"]
         progress(f"{run.variant.id}: training past epoch {after_epoch}; a {holder.priority_class or 'train'} pod "
                  f"of {holder_project} takes the GPU")
         run.api.request("POST", holder_path, body=holder_pod(holder_project, image, run.scheduler_name,
                                                              holder.priority_class))
         # Gone, not just terminating: until then it may still log the epoch it was in when SIGTERM came.
-        watch.until(lambda: all(p["metadata"]["uid"] != first_uid for p in watch.training_pods(terminating=True)),
-                    f"{record.evicted_pod} to be preempted and gone", need_worker=expect_replacement)
+        watch.until(lambda: all(p["metadata"]["uid"] not in first_uids for p in watch.training_pods(terminating=True)),
+                    f"{', '.join(record.evicted_pods)} to be preempted and gone", need_worker=expect_replacement)
         record.epoch_at_preemption = watch.last_epoch()
         if expect_replacement:
-            def waiting_replacement():
-                for p in watch.training_pods():
+            def waiting_replacements():
+                """Every replacement waiting with the scheduler's reason: a gang waits as a whole."""
+                waiting = []
+                for p in by_index(watch.training_pods()):
                     scheduled = [c for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"]
                     if scheduled and scheduled[0]["status"] == "False" and scheduled[0].get("message"):
-                        return p, scheduled[0]["message"]
-                return None
-            replacement, record.replacement_waited = watch.until(waiting_replacement,
-                                                                 "the replacement pod to wait in the queue")
-            record.replacement_pod = replacement["metadata"]["name"]
+                        waiting.append((p, scheduled[0]["message"]))
+                return waiting if len(waiting) == gang else None
+            waiting = watch.until(waiting_replacements, "the replacement pods to wait in the queue")
+            record.replacement_pods = [p["metadata"]["name"] for p, _ in waiting]
+            record.replacement_pod, record.replacement_waited = record.replacement_pods[0], waiting[0][1]
         run.api.request("DELETE", f"{holder_path}/{HOLDER_NAME}")
         record.capacity_freed_at = time.time()
         if expect_replacement:
-            progress(f"{run.variant.id}: the holder left; {record.replacement_pod} may run")
-            watch.until(lambda: any(p["metadata"]["name"] == record.replacement_pod
-                                    and p["status"].get("phase") in ("Running", "Succeeded")
-                                    for p in watch.training_pods()), f"{record.replacement_pod} to run")
+            progress(f"{run.variant.id}: the holder left; {', '.join(record.replacement_pods)} may run")
+            watch.until(lambda: {p["metadata"]["name"] for p in watch.training_pods()
+                                 if p["status"].get("phase") in ("Running", "Succeeded")}
+                        >= set(record.replacement_pods), f"{', '.join(record.replacement_pods)} to run")
             record.resumed_at = time.time()
     finally:
         run.api.delete(f"{holder_path}/{HOLDER_NAME}")

@@ -43,7 +43,8 @@ GPU_QUOTA = 4
 # project, whose capacity the suite cannot know, the default stays one at a time (E2E_JOBS).
 CONCURRENT_RUNS = 2
 # What a Run:ai researcher may do in the project namespace (the e2e suite's needs, no more):
-# MLflow creates, polls and deletes Jobs; the suite reads pods, logs and events and makes a secret.
+# MLflow creates, polls and deletes Jobs; the suite reads pods, logs and events and makes a secret;
+# make run creates a Service.
 ROLE_RULES = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
     {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
@@ -51,6 +52,8 @@ ROLE_RULES = [
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "list", "delete"]},
+    # make run creates a several-node project's headless Service (its pods' DNS names); the suite removes it.
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get", "list", "delete"]},
 ]
 
 

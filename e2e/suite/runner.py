@@ -272,7 +272,8 @@ class ProjectRun:
         if self.target.may_create_namespaces:
             self._delete(f"/api/v1/namespaces/{o.namespace}")
         else:  # someone else's namespace: only what this run made
-            for kind in ("apis/batch/v1/namespaces/{}/jobs", "api/v1/namespaces/{}/pods"):
+            for kind in ("apis/batch/v1/namespaces/{}/jobs", "api/v1/namespaces/{}/pods",
+                         "api/v1/namespaces/{}/services"):  # a several-node project's headless Service
                 for item in self.api.get("/" + kind.format(o.namespace), labelSelector=f"app.kubernetes.io/name="
                                                                                        f"{o.slug}")["items"]:
                     self._delete(f"/{kind.format(o.namespace)}/{item['metadata']['name']}")

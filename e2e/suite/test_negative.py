@@ -117,10 +117,11 @@ def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):
 
 def test_preflight_refuses_a_user_who_may_not_work_with_jobs(e2e, tmp_path):
     """preflight asks the API server what this user may do in the namespace (SelfSubjectAccessReview),
-    which works for a researcher who cannot read the Namespace object."""
+    which works for a researcher who cannot read the Namespace object; a several-node project also needs
+    to create its headless Service."""
     if not e2e.target.may_create_namespaces:
         pytest.skip("creates a namespace and a ServiceAccount, which a researcher may not")
-    run = e2e.project_run(Variant("preflight-rights", {"gpu": "0"}))
+    run = e2e.project_run(Variant("preflight-rights", {"framework": "pytorch", "gpu": "1", "nodes": "2"}))
     project = run.bake()
     run.prepare_namespace()
     namespace = run.outcome.namespace
@@ -136,6 +137,6 @@ def test_preflight_refuses_a_user_who_may_not_work_with_jobs(e2e, tmp_path):
         return json.loads(result.stdout.splitlines()[-1])
 
     [refusal] = preflight_kubernetes(nobody)
-    assert (f"You may not create jobs, get jobs/status, delete jobs, list pods, get pods/log, delete pods in "
-            f"namespace {namespace!r}") in refusal
+    assert (f"You may not create jobs, get jobs/status, delete jobs, list pods, get pods/log, delete pods, "
+            f"create services in namespace {namespace!r}") in refusal
     assert preflight_kubernetes(e2e.target.kubeconfig) == [], "the suite's own user may"

@@ -69,7 +69,8 @@ def assert_evicted(p: Preemption, says: str) -> None:
 
 
 def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_setting: str = "") -> None:
-    """mlflow run exited 0, the run FINISHED with every epoch once, and the Job replaced the pod once.
+    """mlflow run exited 0, the run FINISHED with every epoch once, and the Job replaced the pod (each pod of a
+    gang) once.
 
     benchmark_setting: the preemption benchmark's name for this case, which then prints its figures."""
     o = p.outcome
@@ -88,21 +89,28 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_sett
     [model] = o.models
     assert model.source_run_id == run.info.run_id
 
+    # One pod, or a gang of one per node: each preempted once, each replaced once.
     job, created = job_of(p)
+    gang = len(p.evicted_pods)
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
-    assert len(created) == 2 and p.evicted_pod in created[0] and p.replacement_pod in created[1], created
-    assert job["status"].get("failed", 0) == counted, "preemptions counted against backoffLimit"
-    [pod] = o.pods
-    assert pod["metadata"]["name"] == p.replacement_pod
-    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert len(created) == 2 * gang == 2 * len(p.replacement_pods), created
+    assert all(any(pod in line for line in created[:gang]) for pod in p.evicted_pods), created
+    assert all(any(pod in line for line in created[gang:]) for pod in p.replacement_pods), created
+    assert job["status"].get("failed", 0) == counted * gang, "preemptions counted against backoffLimit, per pod"
+    assert sorted(pod["metadata"]["name"] for pod in o.pods) == sorted(p.replacement_pods)
+    for pod in o.pods:
+        assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
 
-    # make run showed the hand-over, and the run keeps each pod's log, in order.
-    ended, takes_over = f"pod {p.evicted_pod} ended: ", f"pod {p.replacement_pod} takes over"
-    assert ended in o.output and takes_over in o.output, o.output[-3000:]
-    assert o.output.index(ended) < o.output.index(takes_over)
+    # make run showed each hand-over, and the run keeps each pod's log, in the order the pods ran.
+    for evicted, replacement in zip(p.evicted_pods, p.replacement_pods, strict=True):
+        ended, takes_over = f"pod {evicted} ended: ", f"pod {replacement} takes over"
+        assert ended in o.output and takes_over in o.output, o.output[-3000:]
+        assert o.output.index(ended) < o.output.index(takes_over)
     kept = [a.path for a in client.list_artifacts(run.info.run_id, "pod-logs")]
-    assert kept == [f"pod-logs/01-{p.evicted_pod}.log", f"pod-logs/02-{p.replacement_pod}.log"], kept
-    first = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=kept[0],
+    names = [path.split("-", 2)[-1].removesuffix(".log") for path in kept]
+    assert [path.split("/")[1][:3] for path in kept] == [f"{n:02d}-" for n in range(1, 2 * gang + 1)], kept
+    assert sorted(names[:gang]) == sorted(p.evicted_pods) and sorted(names[gang:]) == sorted(p.replacement_pods), kept
+    first = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=kept[names.index(p.evicted_pod)],
                                                 tracking_uri=e2e.tracking.uri)
     assert "received SIGTERM" in open(first).read(), "the preempted pod's log, up to its stop"
     if benchmark_setting:
@@ -135,6 +143,32 @@ def test_preempted_pytorch_training_on_two_gpus_resumes_from_its_checkpoint(e2e)
     stopped = re.findall(r"rank (\d): stopped at (epoch \d+ step \d+)", open(first_log).read())
     assert sorted(stopped) == [("0", stopped[0][1]), ("1", stopped[0][1])], "both ranks stop after the same step"
     assert p.outcome.run.data.tags["world_size"] == "2"
+
+
+def test_a_preempted_gang_of_two_nodes_stops_together_waits_as_a_whole_and_resumes(e2e):
+    """nodes=2 x gpu=2 (an Indexed Job of two pods, four ranks, one gang). A build pod of the project takes one
+    GPU: the scheduler preempts the whole gang, and every rank on both pods stops after the same step, rank 0
+    saves. The replacement gang waits as a whole while only 3 of its 4 GPUs are free, no pod of it bound;
+    once the holder leaves, both pods start together, meet again at index 0 and resume from the checkpoint."""
+    answers = {"framework": "pytorch", "gpu": "2", "nodes": "2", "cpu_request": "500m", "cpu_limit": "2"}
+    variant = Variant("preempt-gang", answers, params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"},
+                      gpu_quota=4, gpu_limit=4, deadline=1200)
+    with eviction_condition(e2e, True):
+        p = preempt(e2e, variant, Holder("build"), after_epoch=3)
+    assert len(p.evicted_pods) == len(p.replacement_pods) == 2, (p.evicted_pods, p.replacement_pods)
+    for pod in p.evicted_pods:
+        evictions = [e for e in p.outcome.events.get(pod, []) if e["reason"] == "Evict"]
+        assert evictions and "was preempted by higher priority workload" in evictions[0]["message"], pod
+    assert "required for gang scheduling" in p.replacement_waited, p.replacement_waited
+    assert_resumed_and_finished(e2e, p, counted=0)
+    client = mlflow.MlflowClient(e2e.tracking.uri)
+    kept = [a.path for a in client.list_artifacts(p.outcome.run.info.run_id, "pod-logs")]
+    first_logs = "".join(open(client.download_artifacts(p.outcome.run.info.run_id, path)).read()
+                         for path in kept if any(path.endswith(f"-{pod}.log") for pod in p.evicted_pods))
+    stopped = dict(re.findall(r"rank (\d): stopped at (epoch \d+ step \d+)", first_logs))
+    assert sorted(stopped) == ["0", "1", "2", "3"] and len(set(stopped.values())) == 1, \
+        f"all four ranks, on both pods, stop after the same step: {stopped}"
+    assert (p.outcome.run.data.tags["world_size"], p.outcome.run.data.tags["nodes"]) == ("4", "2")
 
 
 def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e2e):

@@ -9,6 +9,7 @@ from runai.names import (
     FRACTION_ANNOTATION,
     MEMORY_ANNOTATION,
     NODE_TYPE_LABEL,
+    POD_GROUP_ANNOTATION,
     QUEUE_LABEL,
     SCHEDULER_NAME,
 )
@@ -17,6 +18,7 @@ from .data_claim import DATA_FILES
 from .variants import MATRIX, NODE_TYPE
 
 pytestmark = pytest.mark.e2e
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pods carry their index
 
 
 @pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
@@ -44,15 +46,25 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     [job] = outcome.jobs
     assert job["metadata"]["namespace"] == f"runai-{outcome.project}"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"].get("conditions", []))
-    [pod] = outcome.pods
+    # One pod per node, by index: the pod of index 0 holds rank 0, which logs.
+    pods = sorted(outcome.pods, key=lambda p: int(p["metadata"]["annotations"].get(COMPLETION_INDEX, "0")))
+    assert len(pods) == variant.nodes, [p["metadata"]["name"] for p in pods]
+    pod = pods[0]
 
-    # make run printed where the run is, the pod's log as it came and how the pod ended; the run keeps the log.
+    # make run printed where the run is, the pods' logs as they came and how each ended; the run keeps the logs.
     pod_name, run_id = pod["metadata"]["name"], run.info.run_id
     assert f"run: {e2e.tracking.uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}" in outcome.output
-    assert f"[{pod_name}] run {run_id}: " in outcome.output, "train.py's last line, streamed from the pod"
-    assert f"pod {pod_name} ended: exit 0: finished" in outcome.output
-    [kept] = mlflow.MlflowClient(e2e.tracking.uri).list_artifacts(run_id, "pod-logs")
-    assert kept.path == f"pod-logs/01-{pod_name}.log"
+    assert f"[{pod_name}] run {run_id}: " in outcome.output, "train.py's last line, streamed from rank 0's pod"
+    for each in pods:
+        assert f"pod {each['metadata']['name']} ended: exit 0: finished" in outcome.output
+    kept = mlflow.MlflowClient(e2e.tracking.uri).list_artifacts(run_id, "pod-logs")
+    assert sorted(k.path.split("-", 2)[-1] for k in kept) == sorted(f"{p['metadata']['name']}.log" for p in pods)
+    if variant.nodes > 1:
+        # One gang, bound together; each pod named under the project's headless Service, which make run made.
+        assert len({p["metadata"]["annotations"][POD_GROUP_ANNOTATION] for p in pods}) == 1
+        assert [p["spec"]["hostname"] for p in pods] == [f"{job['metadata']['name']}-{i}" for i in range(len(pods))]
+        assert {p["spec"]["subdomain"] for p in pods} == {f"{outcome.slug}-peers"}
+        assert f"created the headless Service {outcome.slug}-peers" in outcome.output
 
     # The fake Run:ai scheduler bound the pod, with the GPU allocation the answers asked for.
     if e2e.scheduler:
@@ -96,8 +108,10 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
             assert tags["device"] == "cpu", tags
         assert run.data.metrics["test_accuracy"] > 0.8
         procs = variant.procs_per_node
-        assert (tags["world_size"], tags["procs_per_node"], tags["nodes"]) == (str(procs), str(procs), "1"), tags
-        assert (f"launching {procs} training processes" in outcome.output) == (procs > 1), "torchrun from 2 GPUs on"
+        assert (tags["world_size"], tags["procs_per_node"], tags["nodes"]) == (
+            str(variant.world_size), str(procs), str(variant.nodes)), tags
+        assert (f"launching {procs} training processes" in outcome.output) == (variant.world_size > 1), \
+            "torchrun from 2 GPUs or 2 nodes on"
     if variant.answers.get("credentials_secret"):
         assert pod["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"] == outcome.credentials_secret
     [container] = pod["status"]["containerStatuses"]

@@ -69,6 +69,15 @@ class Variant:
         return self.gpu_devices if self.shared and self.gpu_devices > 1 else max(1, int(self.gpu))
 
     @property
+    def nodes(self) -> int:
+        """Pods of the run: an Indexed Job of them from 2 on, one gang."""
+        return int(self.answers.get("nodes", "1"))
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    @property
     def entry_point_defaults(self) -> dict:
         """The MLproject's parameters with their defaults, which MLflow logs for the run."""
         if self.answers.get("framework") != "pytorch":
@@ -119,6 +128,11 @@ MATRIX = [
     # Two GPUs: torchrun starts two training processes (gloo on the fake GPUs' CPU), one MLflow run. They
     # train in lockstep, which the matrix's other pods on 2 cores slow most: a longer deadline than the rest.
     Variant("pytorch-two-gpus", {"framework": "pytorch", "gpu": "2"}, deadline=900),
+    # Two nodes of two GPUs: an Indexed Job of 2 pods, one gang, 4 processes meeting at index 0 by its DNS
+    # name (the local cluster's CoreDNS). It waits until all 4 fake GPUs are free at once; half a CPU per pod
+    # lets both pods fit on the 2-CPU node beside another run.
+    Variant("pytorch-two-nodes", {"framework": "pytorch", "gpu": "2", "nodes": "2", "cpu_request": "500m"},
+            deadline=1200),
     Variant("gpu-memory", {"gpu": "1", "gpu_memory": "4096"}),
     Variant("fraction-two-devices", {"gpu": "0.5", "gpu_devices": "2"}),
     Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible"}),

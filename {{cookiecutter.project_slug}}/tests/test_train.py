@@ -505,10 +505,51 @@ def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(
     [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.info.status == "RUNNING", "preempted, not failed: the Job's next pod resumes it"
     alone = run_train(tmp_path, *args[:-1], "1", run_id=run.info.run_id)
-    assert alone.returncode == 1 and "resume it with procs_per_node=2" in alone.stderr, \
+    assert alone.returncode == 1 and "(nodes x procs_per_node = 2)" in alone.stderr, \
         "a step inside an epoch counts each rank's share: one process cannot go on from it"
     resumed = run_train(tmp_path, *args, "--epochs", "1", run_id=run.info.run_id)
     assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout, resumed.stdout[-2000:]
+
+
+def test_distributed_two_nodes_meet_at_index_zero_stop_at_one_step_and_resume(tmp_path):
+    """nodes=2 as the Indexed Job runs it: two pods, each train.py with the environment the Job template gives
+    (TRAIN_NODES, its JOB_COMPLETION_INDEX, index 0's address), meet there and train one run that rank 0 (index
+    0) alone logs. The gang is preempted inside an epoch: both pods get SIGTERM, both ranks stop after the same
+    step, both pods exit 143; started again, they resume from rank 0's checkpoint and log every epoch once."""
+    data = ("--data-file", write_table(tmp_path, LONG_EPOCH["rows"]))
+    args = (*LONG_EPOCH["args"], *data, "--epochs", "2", "--log-every", "1", "--procs-per-node", "1")
+
+    def gang(run_id=None) -> list[subprocess.Popen]:
+        return [subprocess.Popen([sys.executable, str(PROJECT / "train.py"), *args], cwd=tmp_path,
+                                 env={**train_env(tmp_path, run_id), "TRAIN_NODES": "2", "JOB_COMPLETION_INDEX": str(i),
+                                      "TRAIN_RENDEZVOUS_HOST": "127.0.0.1"},
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+                for i in (0, 1)]
+
+    first = gang()
+    seen: list[str] = []
+    read_until(first[0], r"^epoch 1/2 step 30/", seen)
+    for pod in first:
+        pod.send_signal(signal.SIGTERM)
+    outputs = ["".join(seen) + first[0].communicate(timeout=120)[0], first[1].communicate(timeout=120)[0]]
+    assert [pod.returncode for pod in first] == [PREEMPTED, PREEMPTED], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "launching 1 training processes on node 0 of 2" in outputs[0]
+    assert "launching 1 training processes on node 1 of 2" in outputs[1]
+    stops = dict(re.findall(r"rank (\d): stopped at epoch 0 step (\d+) of 2 epochs", "".join(outputs)))
+    assert stops.keys() == {"0", "1"} and stops["0"] == stops["1"], outputs
+    [run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.info.status == "RUNNING", "preempted, not failed: the Job starts the gang again"
+
+    again = gang(run.info.run_id)
+    outputs = [pod.communicate(timeout=300)[0] for pod in again]
+    assert [pod.returncode for pod in again] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in outputs[0]
+    finished = mlflow.get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.tags["restarts"] == "1"
+    assert {"world_size": "2", "nodes": "2", "procs_per_node": "1"}.items() <= finished.data.tags.items()
+    for key in METRICS:
+        assert steps(run.info.run_id, key) == [0, 1], f"{key}: every epoch once, from rank 0 alone"
+    assert predicts(the_model(finished))
 
 
 # A rank's training with its DataLoader workers running, and still holding them when the interpreter exits.
