@@ -424,6 +424,13 @@ def _check_nodes(answers: dict, gpu: GpuRequest | None, problems: list[Problem])
             "all (kai.scheduler/batch-min-member); default-scheduler places them one by one, and a part-placed "
             "job holds its GPUs while it waits for the rest",
         ))
+    slug = answers.get("project_slug", "")
+    if DNS_LABEL.match(slug) and not slug[0].isalpha():
+        problems.append(Problem(
+            "project_slug", slug,
+            f"must start with a letter when nodes is {nodes}: it names the headless Service {slug}-peers, and "
+            "Kubernetes refuses a Service name that starts with a digit (RFC 1035 label)",
+        ))
 
 
 def validate(answers: dict) -> list[Problem]:

@@ -83,6 +83,8 @@ BAD_ANSWERS = [
     ({"nodes": "two"}, "nodes", "whole number from 1 to 256"),
     ({"framework": "pytorch", "nodes": "257"}, "nodes", "whole number from 1 to 256"),
     ({"nodes": "2"}, "nodes", "must be 1 with framework sklearn"),
+    ({"framework": "pytorch", "gpu": "1", "nodes": "2", "project_slug": "3d-seg"}, "project_slug",
+     "must start with a letter when nodes is 2"),
     ({"framework": "pytorch", "gpu": "0.5", "nodes": "2"}, "gpu", "whole number of GPUs (1 or more) when nodes is 2"),
     ({"framework": "pytorch", "gpu": "0", "nodes": "4"}, "gpu", "whole number of GPUs (1 or more) when nodes is 4"),
     ({"framework": "pytorch", "gpu": "1", "gpu_memory": "4096", "nodes": "2"}, "gpu", "GPU memory"),

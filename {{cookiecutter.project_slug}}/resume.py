@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: make resume RUN_ID=<id of a FAILED or KILLED run>", file=sys.stderr)
         return 2
+    if not submit.prepare_peers_service():  # deleted since the first submission, or another namespace
+        return 2
     return submit.Submission(command(argv[0], argv[1:])).execute()
 
 

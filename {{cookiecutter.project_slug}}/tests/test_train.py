@@ -514,8 +514,9 @@ def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(
 def test_distributed_two_nodes_meet_at_index_zero_stop_at_one_step_and_resume(tmp_path):
     """nodes=2 as the Indexed Job runs it: two pods, each train.py with the environment the Job template gives
     (TRAIN_NODES, its JOB_COMPLETION_INDEX, index 0's address), meet there and train one run that rank 0 (index
-    0) alone logs. The gang is preempted inside an epoch: both pods get SIGTERM, both ranks stop after the same
-    step, both pods exit 143; started again, they resume from rank 0's checkpoint and log every epoch once."""
+    0) alone logs. One pod of the gang is evicted inside an epoch (a node drain): only index 0 gets SIGTERM, yet
+    both ranks stop after the same step and both pods exit 143, the code the Job replaces a pod on (any other
+    fails the Job); started again, they resume from rank 0's checkpoint and log every epoch once."""
     data = ("--data-file", write_table(tmp_path, LONG_EPOCH["rows"]))
     args = (*LONG_EPOCH["args"], *data, "--epochs", "2", "--log-every", "1", "--procs-per-node", "1")
 
@@ -529,8 +530,7 @@ def test_distributed_two_nodes_meet_at_index_zero_stop_at_one_step_and_resume(tm
     first = gang()
     seen: list[str] = []
     read_until(first[0], r"^epoch 1/2 step 30/", seen)
-    for pod in first:
-        pod.send_signal(signal.SIGTERM)
+    first[0].send_signal(signal.SIGTERM)
     outputs = ["".join(seen) + first[0].communicate(timeout=120)[0], first[1].communicate(timeout=120)[0]]
     assert [pod.returncode for pod in first] == [PREEMPTED, PREEMPTED], outputs[0][-2000:] + outputs[1][-2000:]
     assert "launching 1 training processes on node 0 of 2" in outputs[0]
