@@ -15,10 +15,10 @@ from runai.names import (
 )
 
 from .data_claim import DATA_FILES
+from .preemption import by_index
 from .variants import MATRIX, NODE_TYPE
 
 pytestmark = pytest.mark.e2e
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pods carry their index
 
 
 @pytest.mark.parametrize("variant", MATRIX, ids=[v.id for v in MATRIX])
@@ -47,7 +47,7 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     assert job["metadata"]["namespace"] == f"runai-{outcome.project}"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"].get("conditions", []))
     # One pod per node, by index: the pod of index 0 holds rank 0, which logs.
-    pods = sorted(outcome.pods, key=lambda p: int(p["metadata"]["annotations"].get(COMPLETION_INDEX, "0")))
+    pods = by_index(outcome.pods)
     assert len(pods) == variant.nodes, [p["metadata"]["name"] for p in pods]
     pod = pods[0]
 
