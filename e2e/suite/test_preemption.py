@@ -12,6 +12,8 @@ import math
 import os
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import mlflow
 import pytest
@@ -52,6 +54,67 @@ def eviction_condition(e2e, enabled: bool):
 
 def preempt(e2e, variant: Variant, holder: Holder, **options) -> Preemption:
     return preempt_midway(e2e.project_run(variant), holder, **options)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A preemption within the run's own project (its GPU limit reached), which several runs can undergo at once."""
+
+    variant: Variant
+    eviction_condition: bool
+    after_epoch: int = 20
+    expect_replacement: bool = True
+
+
+# Each case is a project of its own, preempted by a build pod of that project when it reaches its own GPU limit,
+# so the cases of one eviction setting (the scheduler's, one at a time) run side by side on the node's 4 GPUs:
+# each holds at most 2, a holder takes the GPUs its run gave up. The gang (4 GPUs) and the reclaim (a node shrunk
+# to one GPU) need the whole node and run alone, in their tests.
+ANSWERS_LONG_EPOCH = {**TRAIN_ONE_GPU, "termination_grace_period_seconds": "10", "data_pvc": DATA_CLAIM}
+CASES = {case.variant.id: case for case in [
+    Case(Variant("preempt-condition", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=1, gpu_limit=1), True),
+    Case(Variant("preempt-pytorch", {"framework": "pytorch", "gpu": "2", "cpu_request": "500m", "cpu_limit": "2"},
+                 params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"}, gpu_quota=2, gpu_limit=2),
+         True, after_epoch=3),
+    Case(Variant("preempt-delete", {**TRAIN_ONE_GPU, "max_preemptions": "1"}, params=LONG_TRAINING,
+                 gpu_quota=1, gpu_limit=1), False),
+    Case(Variant("preempt-too-often", {**TRAIN_ONE_GPU, "max_preemptions": "0"}, params=LONG_TRAINING,
+                 gpu_quota=1, gpu_limit=1, expect_success=False), False, expect_replacement=False),
+    Case(Variant("preempt-long-epoch", ANSWERS_LONG_EPOCH, params=LONG_EPOCH, gpu_quota=1, gpu_limit=1),
+         False, after_epoch=0),
+]}
+
+
+@pytest.fixture(scope="module")
+def preempted(e2e, request) -> dict[str, Preemption | Exception]:
+    """The cases the selected tests look at (their `case` marker), preempted side by side, one wave per
+    eviction setting; a case's own failure is its test's, not the others'."""
+    wanted = {m.args[0] for item in request.session.items for m in item.iter_markers("case")}
+    results: dict[str, Preemption | Exception] = {}
+    for condition in (True, False):
+        wave = [c for name, c in CASES.items() if name in wanted and c.eviction_condition == condition
+                and not e2e.cannot_run(c.variant)]
+        if not wave:
+            continue
+
+        def undergo(case: Case) -> Preemption | Exception:
+            try:
+                return preempt(e2e, case.variant, Holder("build"), after_epoch=case.after_epoch,
+                               expect_replacement=case.expect_replacement)
+            except Exception as err:  # noqa: BLE001 - raised again in the case's own test
+                return err
+        with eviction_condition(e2e, condition), ThreadPoolExecutor(len(wave)) as pool:
+            results.update(zip([c.variant.id for c in wave], pool.map(undergo, wave), strict=True))
+    return results
+
+
+def case_outcome(e2e, preempted, name: str) -> Preemption:
+    if e2e.cannot_run(CASES[name].variant):
+        pytest.skip(e2e.cannot_run(CASES[name].variant))
+    result = preempted[name]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def job_of(p: Preemption) -> tuple[dict, list[str]]:
@@ -117,25 +180,21 @@ def assert_resumed_and_finished(e2e, p: Preemption, counted: int, benchmark_sett
         record_figures(e2e.report_dir, benchmark_setting, p.figures(run.data.metrics["epochs_redone"]))
 
 
-def test_preempted_with_disruption_condition_resumes_and_finishes(e2e):
+@pytest.mark.case("preempt-condition")
+def test_preempted_with_disruption_condition_resumes_and_finishes(e2e, preempted):
     """Preempted by an interactive job of the same project; the scheduler marks DisruptionTarget: not counted."""
-    variant = Variant("preempt-condition", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=1, gpu_limit=1)
-    with eviction_condition(e2e, True):
-        p = preempt(e2e, variant, Holder("build"))
+    p = case_outcome(e2e, preempted, "preempt-condition")
     assert_evicted(p, "was preempted by higher priority workload")
     assert "quota has reached the allowable limit of GPUs" in p.replacement_waited, p.replacement_waited
     assert_resumed_and_finished(e2e, p, counted=0, benchmark_setting="condition")
 
 
-def test_preempted_pytorch_training_on_two_gpus_resumes_from_its_checkpoint(e2e):
+@pytest.mark.case("preempt-pytorch")
+def test_preempted_pytorch_training_on_two_gpus_resumes_from_its_checkpoint(e2e, preempted):
     """The pytorch project on two GPUs (torchrun, two ranks, DataLoader workers, large /dev/shm) shares the
     checkpoint mechanism: SIGTERM reaches the pod's first process, both ranks stop at one step, rank 0 saves,
     the pod exits 143, and the replacement's two ranks resume from that checkpoint."""
-    answers = {"framework": "pytorch", "gpu": "2", "cpu_request": "500m", "cpu_limit": "2"}
-    variant = Variant("preempt-pytorch", answers, params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"},
-                      gpu_quota=2, gpu_limit=2)
-    with eviction_condition(e2e, True):
-        p = preempt(e2e, variant, Holder("build"), after_epoch=3)
+    p = case_outcome(e2e, preempted, "preempt-pytorch")
     assert_evicted(p, "was preempted by higher priority workload")
     assert_resumed_and_finished(e2e, p, counted=0)
     client = mlflow.MlflowClient(e2e.tracking.uri)
@@ -171,12 +230,10 @@ def test_a_preempted_gang_of_two_nodes_stops_together_waits_as_a_whole_and_resum
     assert (p.outcome.run.data.tags["world_size"], p.outcome.run.data.tags["nodes"]) == ("4", "2")
 
 
-def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e2e):
+@pytest.mark.case("preempt-delete")
+def test_preempted_by_delete_only_resumes_and_counts_against_the_backoff_limit(e2e, preempted):
     """As Run:ai's scheduler by default: the pod is deleted without a condition, so its 143 exit is counted."""
-    variant = Variant("preempt-delete", {**TRAIN_ONE_GPU, "max_preemptions": "1"}, params=LONG_TRAINING,
-                      gpu_quota=1, gpu_limit=1)
-    with eviction_condition(e2e, False):
-        p = preempt(e2e, variant, Holder("build"))
+    p = case_outcome(e2e, preempted, "preempt-delete")
     assert_evicted(p, "was preempted by higher priority workload")
     assert_resumed_and_finished(e2e, p, counted=1, benchmark_setting="delete-only")
 
@@ -197,12 +254,10 @@ def test_reclaimed_by_another_project_resumes_when_capacity_returns(e2e, one_gpu
     assert_resumed_and_finished(e2e, p, counted=1)
 
 
-def test_preempted_more_often_than_allowed_fails_and_says_why(e2e):
+@pytest.mark.case("preempt-too-often")
+def test_preempted_more_often_than_allowed_fails_and_says_why(e2e, preempted):
     """max_preemptions=0: the first preemption without a condition fails the Job; the run ends FAILED."""
-    variant = Variant("preempt-too-often", {**TRAIN_ONE_GPU, "max_preemptions": "0"}, params=LONG_TRAINING,
-                      gpu_quota=1, gpu_limit=1, expect_success=False)
-    with eviction_condition(e2e, False):
-        p = preempt(e2e, variant, Holder("build"), expect_replacement=False)
+    p = case_outcome(e2e, preempted, "preempt-too-often")
     o = p.outcome
     assert o.exit_code not in (0, None), p.outcome.describe()
     assert o.run.info.status == "FAILED"
@@ -216,17 +271,12 @@ def test_preempted_more_often_than_allowed_fails_and_says_why(e2e):
     assert "max_preemptions" in o.output, "and what to change"
 
 
-def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrupted(e2e, tmp_path):
+@pytest.mark.case("preempt-long-epoch")
+def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrupted(e2e, preempted, tmp_path):
     """Run:ai's default (delete only, no condition) with a 10 s grace period and epochs longer than that:
     the pod stops at the next step (143, not SIGKILL's 137), the replacement resumes inside the epoch, and
     the run ends with the metrics an uninterrupted run of the same seed logs."""
-    answers = {**TRAIN_ONE_GPU, "termination_grace_period_seconds": "10", "data_pvc": DATA_CLAIM}
-    variant = Variant("preempt-long-epoch", answers, params=LONG_EPOCH, gpu_quota=1, gpu_limit=1)
-    if e2e.cannot_run(variant):
-        pytest.skip(e2e.cannot_run(variant))
-    run = e2e.project_run(variant)
-    with eviction_condition(e2e, False):
-        p = preempt_midway(run, Holder("build"), after_epoch=0)
+    p = case_outcome(e2e, preempted, "preempt-long-epoch")
     assert_evicted(p, "was preempted by higher priority workload")
     assert_resumed_and_finished(e2e, p, counted=1)  # counted: the 143 exit, where a 137 would have failed the Job
 
@@ -238,7 +288,7 @@ def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrup
     assert rate and train_rows / int(rate[1].replace(",", "")) > 10, "an epoch longer than the 10 s grace period"
 
     # The same parameters, uninterrupted, on this machine: the project's venv holds the image's pins.
-    project = run.work_dir / p.outcome.slug
+    project = e2e.work_dir / p.outcome.variant.id / p.outcome.slug
     (tmp_path / "claim").mkdir()
     (tmp_path / "claim" / LONG_EPOCH_FILE).write_text(DATA_FILES[LONG_EPOCH_FILE])
     args = [arg for key, value in LONG_EPOCH.items() for arg in (f"--{key.replace('_', '-')}", value)]
