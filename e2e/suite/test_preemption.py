@@ -36,10 +36,13 @@ LONG_EPOCH = {"data_file": LONG_EPOCH_FILE, "batch_size": "1", "epochs": "2", "c
               "log_every": "5000", "seed": "5"}
 
 
+NEEDS_FAKE_SCHEDULER = "sets queue quotas and the eviction condition of the fake scheduler"
+
+
 @pytest.fixture(autouse=True)
 def fake_scheduler(e2e):
     if not e2e.scheduler:
-        pytest.skip("sets queue quotas and the eviction condition of the fake scheduler")
+        pytest.skip(NEEDS_FAKE_SCHEDULER)
 
 
 @contextlib.contextmanager
@@ -89,6 +92,8 @@ CASES = {case.variant.id: case for case in [
 def preempted(e2e, request) -> dict[str, Preemption | Exception]:
     """The cases the selected tests look at (their `case` marker), preempted side by side, one wave per
     eviction setting; a case's own failure is its test's, not the others'."""
+    if not e2e.scheduler:  # set up before the autouse check above (a wider scope comes first)
+        pytest.skip(NEEDS_FAKE_SCHEDULER)
     wanted = {m.args[0] for item in request.session.items for m in item.iter_markers("case")}
     results: dict[str, Preemption | Exception] = {}
     for condition in (True, False):
