@@ -21,7 +21,7 @@ from .session import E2ESession
 from .targets import TargetSetupError
 from .variants import FAILING, MATRIX, Variant
 
-PHASES = ["bake", "env image", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
+PHASES = ["bake", "env image", "env push", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
 SESSION_KEY = pytest.StashKey[E2ESession]()
 
 

@@ -32,6 +32,7 @@ from .variants import NODE_TYPE, Variant
 
 _image_locks: dict[str, threading.Lock] = {}  # per environment: one builds it, then its layer cache serves the rest
 _image_locks_guard = threading.Lock()
+_pushed_environments: set[str] = set()  # environments (by cache tag) whose layers this session pushed already
 _bake_lock = threading.Lock()  # cookiecutter changes the process's working directory while it generates
 
 
@@ -156,6 +157,8 @@ class ProjectRun:
             code, output = self._make(project, "image", "make-image.log", self.target.env(), 1200,
                                       f"DOCKER_BUILD_ARGS={self.target.docker_build_args}")
             seconds = time.monotonic() - started
+            if code == 0:
+                self._push_environment_once(project)
         self.outcome.phases["env image"] = seconds
         if code != 0:
             raise RuntimeError(f"make image failed:\n{output[-3000:]}")
@@ -163,6 +166,25 @@ class ProjectRun:
             images.record_first_build(self.variant.answers.get("framework", "sklearn"), seconds,
                                       images.environment_image(project))
         images.keep_build_cache(project)
+
+    def _push_environment_once(self, project: Path) -> None:
+        """`make push` for the first project of each environment, under that environment's lock.
+
+        Docker compresses a layer once per repository it pushes to, in one stream: the pytorch variants'
+        `mlflow run`s, started together, each compressed the same 6 GB (three streams on two cores). Once one
+        repository of the registry holds the layers, Docker mounts them into the next ones instead, as it does
+        for a team that shares its environment image with `make push`.
+        """
+        tag = images.cache_tag(project)
+        if tag in _pushed_environments or not self.target.owns_registry:
+            return
+        started = time.monotonic()
+        code, output = self._make(project, "push", "make-push.log", self.target.env(), 1200,
+                                  f"DOCKER_BUILD_ARGS={self.target.docker_build_args}")
+        if code != 0:
+            raise RuntimeError(f"make push failed:\n{output[-3000:]}")
+        self.outcome.phases["env push"] = time.monotonic() - started
+        _pushed_environments.add(tag)
 
     def submit_env(self, project: Path) -> dict:
         """What a user's shell has for `make run`: the project's venv first, both tracking URIs."""
