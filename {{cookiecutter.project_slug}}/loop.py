@@ -101,6 +101,7 @@ def train_steps(run: ResumableRun | Replica, schedule: Schedule, stop: StopReque
             at = Position(epoch, step + 1)
             if stopping:
                 save(at)
+                stop.stopped_with_a_checkpoint()
                 team.wait_for_all()  # the checkpoint is saved before any rank exits
                 after = f", {time.monotonic() - stop.at:.1f} s after SIGTERM" if stop.requested else ""
                 raise Preempted(f"{WHO}stopped at {at} of {schedule.epochs} epochs{after}, with a checkpoint saved; "

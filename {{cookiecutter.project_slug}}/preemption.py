@@ -36,6 +36,7 @@ class StopRequest:
         self.received: int | None = None
         self.at: float | None = None  # time.monotonic() of the first signal
         self.children: list[subprocess.Popen] = []
+        self.saved = False  # the stop's checkpoint is written: this process is on its way out
 
     def forward_to(self, child: subprocess.Popen) -> None:
         """Pass the first signal on to a process that trains for this one (torchrun, launch.py), now if it came
@@ -48,7 +49,16 @@ class StopRequest:
         signal.signal(signal.SIGTERM, self._handle)
         return self
 
+    def stopped_with_a_checkpoint(self) -> None:
+        """Called once the stop's checkpoint is saved. A signal after that changes nothing, and says so: with
+        several processes, torchrun sends SIGTERM to the ranks still exiting as soon as the first one has exited."""
+        self.saved = True
+
     def _handle(self, signum: int, _frame: object) -> None:
+        if self.saved:
+            print(f"{WHO}{signal.Signals(signum).name} while exiting: the checkpoint is saved already", file=sys.stderr,
+                  flush=True)
+            return
         if self.received is None:
             self.at = time.monotonic()
             print(f"{WHO}received {signal.Signals(signum).name}: saving a checkpoint after the current step, then "

@@ -315,6 +315,29 @@ def test_a_stop_inside_a_long_epoch_costs_one_step_and_resumes_to_the_identical_
         assert np.array_equal(ours[name], theirs[name]), f"{name} differs from the uninterrupted run's"
 
 
+# A process whose stop's checkpoint is saved, signalled on its way out.
+SIGNAL_AFTER_THE_CHECKPOINT = """
+import os, signal
+from preemption import StopRequest
+
+stop = StopRequest().install()
+stop.stopped_with_a_checkpoint()
+os.kill(os.getpid(), signal.SIGTERM)
+print("a stop requested" if stop.requested else "no stop requested", flush=True)
+"""
+
+
+def test_a_signal_after_the_stops_checkpoint_is_saved_changes_nothing(tmp_path):
+    """torchrun sends SIGTERM to the ranks still exiting as soon as one has exited: a rank whose checkpoint is
+    saved must neither start another stop nor tell the user it will save one."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_THE_CHECKPOINT], cwd=PROJECT, env=train_env(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "no stop requested"
+    assert "SIGTERM while exiting: the checkpoint is saved already" in result.stderr
+    assert "saving a checkpoint" not in result.stderr
+
+
 def test_a_damaged_checkpoint_falls_back_to_the_other_slot(tmp_path):
     """SIGKILL during an upload can damage the slot being written; the other one still holds a checkpoint."""
     args = (*TRAIN_ARGS, "--epochs", str(LONG), "--checkpoint-every", "3")
