@@ -62,7 +62,7 @@ class FakeRunaiScheduler:
         self._stopped = threading.Event()
         paths = {"pods": "/api/v1/pods", "nodes": "/api/v1/nodes", "namespaces": "/api/v1/namespaces",
                  "jobs": "/apis/batch/v1/jobs", "priorityclasses": "/apis/scheduling.k8s.io/v1/priorityclasses"}
-        self.informers = {kind: Informer(api, path, self._wake.set) for kind, path in paths.items()}
+        self.informers = {kind: Informer(api, path, self.wake) for kind, path in paths.items()}
         self.writer = Writer(api, self.name, update_pod_eviction_condition)
         self.assumed: dict[str, Assumed] = {}
         self.reported: dict[str, str] = {}
@@ -101,10 +101,14 @@ class FakeRunaiScheduler:
     def update_pod_eviction_condition(self, enabled: bool) -> None:
         self.writer.update_pod_eviction_condition = enabled
 
+    def wake(self) -> None:
+        """Run a cycle now: something the cycle reads has changed."""
+        self._wake.set()
+
     def add_queue(self, queue: Queue) -> None:
         """Serve another Run:ai project (the e2e suite creates projects as it goes)."""
         self.config = dataclasses.replace(self.config, queues={**self.config.queues, queue.name: queue})
-        self._wake.set()
+        self.wake()
 
     def ensure_priority_classes(self) -> None:
         """Run:ai installs these; without them a priorityClassName label falls back to train (50)."""
@@ -151,7 +155,7 @@ class FakeRunaiScheduler:
                 snapshot.add_bound(pod, spec["nodeName"], w)
             elif ours and uid in self.assumed:
                 snapshot.add_bound(pod, self.assumed[uid].placement.node, w, self.assumed[uid].placement.devices)
-            elif ours and not pod["metadata"].get("deletionTimestamp"):
+            elif ours and not pod["metadata"].get("deletionTimestamp") and self._owner_known(pod):
                 pending.append((w, pod))
         self._forget(live_uids)
         largest = max((n.gpu_memory_mib for n in snapshot.nodes.values()), default=0)
@@ -168,6 +172,14 @@ class FakeRunaiScheduler:
             running = sum(1 for b in snapshot.bound() if b.workload.group == w.group and not b.terminating)
             bound += self._schedule_gang(snapshot, unit, running, live_uids)
         return bound
+
+    def _owner_known(self, pod: dict) -> bool:
+        """A Job's pod waits until the Job is in the cache: its PodGroup (a gang or not) is read from the Job.
+
+        The pods' watch can deliver them before the Jobs' watch delivers their Job; scheduled then, a gang's
+        members would each be bound alone (KAI's podgrouper likewise creates no PodGroup before the owner)."""
+        job_key = owner_job_key(pod)
+        return job_key is None or self.informers["jobs"].get(job_key) is not None
 
     def _workload(self, pod: dict, priority_classes: dict[str, int]) -> Workload:
         job_key = owner_job_key(pod)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 from runai.names import BATCH_MIN_MEMBER_ANNOTATION
 
+from fake_runai_scheduler.informer import Informer
+
 from .harness import (
     create_pod,
     events_for,
@@ -68,6 +70,22 @@ def test_a_gang_waits_as_a_whole_until_every_member_fits(api, nodes, namespace, 
     second = schedulable_node(api, nodes, pool, 1)
     placed = {wait_bound(api, namespace, name)["spec"]["nodeName"] for name in members}
     assert placed == {first, second}, "one member on each node"
+    groups = {get_pod(api, namespace, name)["metadata"]["annotations"]["pod-group-name"] for name in members}
+    assert len(groups) == 1 and groups.pop().startswith("pg-gang-"), "one PodGroup for the Job"
+
+
+def test_a_gangs_pods_seen_before_their_job_wait_for_it(api, nodes, namespace, start_scheduler, pool):
+    """The pods' watch may deliver a Job's pods before the Jobs' watch delivers the Job (CI saw it once)."""
+    schedulable_node(api, nodes, pool, 2)
+    scheduler = start_scheduler([queue("team-a")])
+    scheduler.informers["jobs"].stop()  # a lagging Jobs watch: the Job's event is not applied
+    create_job(api, namespace, "gang", scheduler.name, pool, pods=2, gpus=1, min_member=2)
+    members = job_pods(api, namespace, "gang", 2)
+    assert all(stays_unbound(api, namespace, name, 1.5) for name in members), "bound before the Job was known"
+
+    scheduler.informers["jobs"] = Informer(api, "/apis/batch/v1/jobs", scheduler.wake).start()
+    for name in members:
+        wait_bound(api, namespace, name)
     groups = {get_pod(api, namespace, name)["metadata"]["annotations"]["pod-group-name"] for name in members}
     assert len(groups) == 1 and groups.pop().startswith("pg-gang-"), "one PodGroup for the Job"
 
