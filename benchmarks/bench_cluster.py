@@ -12,7 +12,7 @@ import statistics
 import time
 import uuid
 
-from kube import KubeApi
+from kube import KubeApi, wait_for_default_service_account, wait_until
 from local_cluster import LocalCluster
 
 PODS = 5
@@ -25,8 +25,8 @@ def pod_start_seconds(api: KubeApi, namespace: str, image: str) -> float:
         "metadata": {"name": name},
         "spec": {"terminationGracePeriodSeconds": 0, "containers": [
             {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"}]}})
-    while api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")["status"].get("phase") != "Running":
-        time.sleep(0.05)
+    wait_until(lambda: api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")["status"].get("phase") == "Running",
+               120, what=f"pod {name} Running", interval=0.05)
     return time.monotonic() - created
 
 
@@ -43,10 +43,9 @@ def main() -> None:
     api = KubeApi.from_kubeconfig(str(cluster.kubeconfig))
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    while not api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts")["items"]:
-        time.sleep(0.1)
+    wait_for_default_service_account(api, namespace)
     image = cluster.settings.pause_image
-    pod_start_seconds(api, namespace, image)  # first pull into the fresh containerd: not "cached"
+    pod_start_seconds(api, namespace, image)  # the node's store may not hold it yet: not "cached"
     starts = [pod_start_seconds(api, namespace, image) for _ in range(PODS)]
     api.request("DELETE", f"/api/v1/namespaces/{namespace}", body={"gracePeriodSeconds": 0})
 

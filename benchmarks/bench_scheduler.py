@@ -15,7 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from fake_runai_scheduler import FakeRunaiScheduler, parse_config
-from kube import KubeApi
+from kube import KubeApi, wait_for_default_service_account
 from kube.nodes import FakeNodes, pod_body
 from local_cluster import LocalCluster
 from runai.names import NODE_POOL_LABEL
@@ -54,8 +54,7 @@ class BindWatch:
 def run(api: KubeApi, scheduler_name: str, pool: str, steady: bool) -> dict:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     api.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    while not api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts")["items"]:
-        time.sleep(0.1)
+    wait_for_default_service_account(api, namespace)
     watch = BindWatch(api, namespace)
     bodies = [pod_body(f"p{i:03d}", scheduler_name, pool, queue="bench", cpu="10m", memory="1Mi") for i in range(PODS)]
     for body in bodies:

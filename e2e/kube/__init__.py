@@ -5,6 +5,6 @@ benchmarks; it imports none of them.
 """
 
 from .api import ApiError, KubeApi, pod_path
-from .wait import WaitFailed, wait_until
+from .wait import WaitFailed, wait_for_default_service_account, wait_until
 
-__all__ = ["ApiError", "KubeApi", "WaitFailed", "pod_path", "wait_until"]
+__all__ = ["ApiError", "KubeApi", "WaitFailed", "pod_path", "wait_for_default_service_account", "wait_until"]

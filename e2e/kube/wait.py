@@ -27,3 +27,9 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise WaitFailed(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_for_default_service_account(api, namespace: str, timeout: float = 60) -> None:
+    """A new namespace takes no pods until its default ServiceAccount exists (the admission plugin refuses them)."""
+    wait_until(lambda: api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts")["items"], timeout,
+               f"the default ServiceAccount in {namespace}")

@@ -23,6 +23,7 @@ from runai.names import GPU_RESOURCE
 from . import host, images
 from .binaries import ensure_binaries
 from .components import START_ORDER, containerd_ready, daemon, write_configs
+from .node_images import bound_node_image_store
 from .pki import ensure_pki
 from .procs import pids_with_argument, stop_pid
 from .progress import ClusterError, say, step
@@ -71,6 +72,7 @@ class LocalCluster:
             Step("registry", up=lambda: images.ensure_registry(s), down=lambda: images.registry(s).stop(),
                  daemon=images.registry(s)),
             Step("images", up=self._ensure_images),  # a cache: kept by down
+            Step("node image store", up=lambda: bound_node_image_store(s, containerd_ready(s))),  # a cache too
             Step("sysctls", up=lambda: host.save_sysctls(s), down=lambda: host.restore_sysctls(s)),
             Step("network", up=lambda: host.setup_network(s), down=lambda: host.teardown_network(s)),
             *[Step(name, up=lambda name=name: self._ensure_component(name),

@@ -115,7 +115,7 @@ def write_configs(s: ClusterSettings) -> None:
         wrapper.chmod(0o755)
         runtime_binary = f'\n        BinaryName = "{wrapper}"'
     (etc / "containerd.toml").write_text(f"""version = 2
-root = "{s.state_dir / 'containerd'}"
+root = "{s.containerd_root}"
 state = "{s.containerd_socket.parent}"
 
 [grpc]

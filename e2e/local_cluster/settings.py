@@ -1,7 +1,7 @@
 """Where the local cluster keeps things, which versions it runs, and which addresses it uses.
 
-Binaries and images are caches (kept across clusters); everything under ``state_dir`` belongs
-to one cluster and is removed by ``down``.
+Binaries, images and the node's image store are caches (kept across clusters); everything under
+``state_dir`` belongs to one cluster and is removed by ``down``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class ClusterSettings:
     node_name: str = "runai-mlflow-node"
     gpus: int = int(os.environ.get("RUNAI_MLFLOW_GPUS", "4"))
     gpu_memory_mib: int = 16384
+    # The node's pulled images are kept across clusters up to this size (node_images.py).
+    node_images_max_gib: float = float(os.environ.get("RUNAI_MLFLOW_NODE_IMAGES_MAX_GIB", "30"))
     # Pods, and the bridge that is both their gateway and the node's address. The Service range is
     # blackholed: no kube-proxy runs, so a Service IP must never leave the machine.
     pod_cidr: str = "10.88.0.0/16"
@@ -63,6 +65,11 @@ class ClusterSettings:
     @property
     def pause_bin(self) -> Path:
         return self.bin_dir / f"pause-{PAUSE_VERSION}" / "pause"
+
+    @property
+    def containerd_root(self) -> Path:
+        """The node's image store: containerd's root, a cache (node_images.py)."""
+        return self.cache_dir / "containerd"
 
     @property
     def logs_dir(self) -> Path:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
-from kube import KubeApi, wait_until
+from kube import KubeApi, wait_for_default_service_account
 from kube.paths import REPO_ROOT
 from kube.venvs import project_venv
 from runai.names import NAMESPACE_VERSION_LABEL, QUEUE_LABEL
@@ -130,9 +130,7 @@ class ProjectRun:
         if self.variant.answers.get("data_pvc"):
             create_data_claim(self.api, self.target, o.namespace, self.variant.answers["data_pvc"],
                               str(self.work_dir / "claim"))
-        # The ServiceAccount admission plugin refuses pods until the namespace's default account exists.
-        wait_until(lambda: self.api.get(f"/api/v1/namespaces/{o.namespace}/serviceaccounts")["items"], 60,
-                   f"the default ServiceAccount in {o.namespace}")
+        wait_for_default_service_account(self.api, o.namespace)
 
     def _make(self, project: Path, target: str, log_name: str, env: dict, timeout: float, *variables: str):
         log = self.report_dir / log_name
