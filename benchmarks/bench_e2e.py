@@ -67,7 +67,7 @@ def environment_images(session: E2ESession) -> list[str]:
     The first build (every wheel downloaded and installed; for pytorch, torch with its CUDA libraries) was
     timed by the e2e suite when it built the image; building several GB again here would only repeat it.
     Measured here: `make image` with the layer cache, then after a line is added to requirements.txt, which
-    rebuilds only the layers from its COPY on (the torch layer stays as it was).
+    rebuilds only the layers from its COPY on (the CUDA and torch layers stay as they were).
     """
     first = first_builds()
     lines = []
