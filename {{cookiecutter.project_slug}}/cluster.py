@@ -17,6 +17,8 @@ HERE = Path(__file__).resolve().parent
 NAME = {{ cookiecutter.project_slug | py_str }}
 # Kubernetes puts this label on every pod of a Job (and keeps it on pods whose Job was deleted without them).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# The Job template puts this on every pod of this project, whatever its Job: watched before the Job exists.
+PROJECT_PODS = f"app.kubernetes.io/name={NAME}"
 
 
 @dataclass

@@ -65,13 +65,14 @@ class PodStates(threading.Thread):
     """The Job's pods as a watch sees them, kept after they are deleted: a preempted pod is gone from the
     API a moment after it exits, and only its last state still tells how it ended."""
 
-    def __init__(self, cluster: Cluster, job: str):
-        super().__init__(name=f"watch pods of {job}", daemon=True)
-        self.cluster, self.selector = cluster, f"{JOB_NAME_LABEL}={job}"
+    def __init__(self, cluster: Cluster, selector: str):
+        super().__init__(name=f"watch pods ({selector})", daemon=True)
+        self.cluster, self.selector = cluster, selector
         self.latest: dict[str, dict] = {}
         self.gone: set[str] = set()
         self.changed = threading.Condition()
         self.stopped = threading.Event()
+        self.listed = threading.Event()  # set once the first listing is in: from then on nothing is missed
 
     def run(self) -> None:
         from kubernetes import watch
@@ -83,6 +84,7 @@ class PodStates(threading.Thread):
                                                               _preload_content=False).data)
                 names = {pod["metadata"]["name"] for pod in listing["items"]}
                 self._update(listing["items"], gone=set(self.latest) - names)
+                self.listed.set()
                 for event in watch.Watch().stream(core.list_namespaced_pod, namespace, label_selector=self.selector,
                                                   resource_version=listing["metadata"]["resourceVersion"],
                                                   timeout_seconds=30):
@@ -104,19 +106,25 @@ class PodStates(threading.Thread):
         with self.changed:
             self.changed.wait(seconds)
 
-    def in_order(self) -> list[str]:
+    def in_order(self, job: str) -> list[str]:
+        """The Job's pods seen so far, oldest first."""
         with self.changed:
-            return [pod["metadata"]["name"] for pod in sorted(self.latest.values(),
-                                                              key=lambda pod: pod["metadata"]["creationTimestamp"])]
+            pods = [pod for pod in self.latest.values()
+                    if (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == job]
+            pods.sort(key=lambda pod: pod["metadata"]["creationTimestamp"])
+            return [pod["metadata"]["name"] for pod in pods]
 
 
 class JobFollower(threading.Thread):
-    """Prints, via `say`, what the Job's pods do until `finish()`; keeps every pod's log in `logs`, in order."""
+    """Prints, via `say`, what the Job's pods do until `finish()`; keeps every pod's log in `logs`, in order.
 
-    def __init__(self, cluster: Cluster, job: str, say: Callable[[str], None]):
+    `states` is a watch started before the Job was created (submit.py), so that a pod preempted and deleted
+    before the Job's name was known is still told; without it, the Job's own pods are watched from now on."""
+
+    def __init__(self, cluster: Cluster, job: str, say: Callable[[str], None], states: PodStates | None = None):
         super().__init__(name=f"follow {job}", daemon=True)
         self.cluster, self.job, self.say = cluster, job, say
-        self.states = PodStates(cluster, job)
+        self.states = states or PodStates(cluster, f"{JOB_NAME_LABEL}={job}")
         self.logs: dict[str, list[str]] = {}
         self.cancelled = False  # set when `make run` deletes the Job: no replacement follows
         self._finished = threading.Event()
@@ -128,7 +136,8 @@ class JobFollower(threading.Thread):
         self.states.stopped.set()
 
     def run(self) -> None:
-        self.states.start()
+        if self.states.ident is None:
+            self.states.start()
         try:
             self._follow()
         except Exception as err:  # noqa: BLE001 - following is a courtesy; mlflow still decides the run
@@ -140,7 +149,7 @@ class JobFollower(threading.Thread):
         followers: dict[str, threading.Thread] = {}
         latest_of_index: dict[str, threading.Thread] = {}
         while True:
-            for name in self.states.in_order():
+            for name in self.states.in_order(self.job):
                 if name in followers:
                     continue
                 index = self.states.latest[name]["metadata"].get("annotations", {}).get(COMPLETION_INDEX, "0")

@@ -66,6 +66,8 @@ class Submission:
         self.cluster = None
         self.follower = None
         self.interrupts = 0
+        self.project_pods = None  # follow.PodStates of this project's pods, watched from before the Job exists
+        self.watching = threading.Event()  # set once that watch has listed, or could not start
 
     def on_interrupt(self, signum, frame) -> None:
         self.interrupts += 1
@@ -88,6 +90,22 @@ class Submission:
         if self.child and self.child.poll() is None:
             os.killpg(self.child.pid, signal.SIGKILL)
 
+    def _watch_project_pods(self) -> None:
+        """Watch this project's pods before `mlflow run` creates the Job: its first pod can be scheduled, run,
+        preempted and deleted before the Job's name is known, and would otherwise never be told."""
+        from cluster import PROJECT_PODS, connect
+        from follow import PodStates
+
+        try:
+            self.cluster = connect()
+            self.project_pods = PodStates(self.cluster, PROJECT_PODS)
+            self.project_pods.start()
+            self.project_pods.listed.wait(JOB_APPEARS_SECONDS)
+        except Exception:  # noqa: BLE001 - _job_created connects again and says what fails
+            self.project_pods = None
+        finally:
+            self.watching.set()
+
     def _job_created(self, job: str) -> None:
         """Find the run in the Job's pod template and start following its pods."""
         from cluster import connect, read_job, run_id_of
@@ -95,7 +113,8 @@ class Submission:
 
         self.job = job
         try:
-            self.cluster = connect()
+            self.watching.wait(JOB_APPEARS_SECONDS)
+            self.cluster = self.cluster or connect()
             found, give_up = None, time.monotonic() + JOB_APPEARS_SECONDS
             while found is None and time.monotonic() < give_up:  # mlflow logs the line, then creates the Job
                 found = read_job(self.cluster, job) or time.sleep(0.5)
@@ -104,13 +123,14 @@ class Submission:
             self.run_id = run_id_of(found["spec"]["template"]["spec"])
             if self.run_id:
                 say(f"run: {run_url(self.run_id)}")
-            self.follower = JobFollower(self.cluster, job, say)
+            self.follower = JobFollower(self.cluster, job, say, self.project_pods)
             self.follower.start()
         except Exception as err:  # noqa: BLE001 - mlflow goes on waiting; only the live view is lost
             say(f"run: cannot follow Job {job}: {type(err).__name__}: {err}")
 
     def execute(self) -> int:
         signal.signal(signal.SIGINT, self.on_interrupt)
+        threading.Thread(target=self._watch_project_pods, name="watch the project's pods", daemon=True).start()
         # A session of its own: the terminal's Ctrl-C reaches this process only, which hands it on once.
         self.child = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       start_new_session=True, text=True, errors="replace", bufsize=1)
