@@ -41,7 +41,7 @@ generate: $(VENV)/.installed-generate  ## Generate a project with default answer
 # torchrun, stops) about a quarter of the time. Measured on 2 cores: 641 s with 4 workers, 707 s with 2.
 TEST_WORKERS ?= 4
 test: setup-test  ## Template tests: generation matrix, MLflow contract, bad answers, free-text round trip
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 test-fast: setup-test  ## The template tests without the slow ones
 	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist worksteal

@@ -62,8 +62,9 @@ def ending(pod: dict, events: list[dict], replaced: bool = True) -> str:
 
 
 class PodStates(threading.Thread):
-    """The Job's pods as a watch sees them, kept after they are deleted: a preempted pod is gone from the
-    API a moment after it exits, and only its last state still tells how it ended."""
+    """The project's pods (those matching `selector`) as a watch sees them, kept after they are deleted: a
+    preempted pod is gone from the API a moment after it exits, and only its last state still tells how it
+    ended."""
 
     def __init__(self, cluster: Cluster, selector: str):
         super().__init__(name=f"watch pods ({selector})", daemon=True)
@@ -118,13 +119,13 @@ class PodStates(threading.Thread):
 class JobFollower(threading.Thread):
     """Prints, via `say`, what the Job's pods do until `finish()`; keeps every pod's log in `logs`, in order.
 
-    `states` is a watch started before the Job was created (submit.py), so that a pod preempted and deleted
-    before the Job's name was known is still told; without it, the Job's own pods are watched from now on."""
+    `states` is the caller's watch of the project's pods, started before the Job was created (submit.py), so
+    that a pod preempted and deleted before the Job's name was known is still told."""
 
-    def __init__(self, cluster: Cluster, job: str, say: Callable[[str], None], states: PodStates | None = None):
+    def __init__(self, cluster: Cluster, job: str, say: Callable[[str], None], states: PodStates):
         super().__init__(name=f"follow {job}", daemon=True)
         self.cluster, self.job, self.say = cluster, job, say
-        self.states = states or PodStates(cluster, f"{JOB_NAME_LABEL}={job}")
+        self.states = states
         self.logs: dict[str, list[str]] = {}
         self.cancelled = False  # set when `make run` deletes the Job: no replacement follows
         self._finished = threading.Event()
@@ -133,11 +134,8 @@ class JobFollower(threading.Thread):
         """The Job is done: stream what is left of its pods' logs, then stop."""
         self._finished.set()
         self.join(timeout)
-        self.states.stopped.set()
 
     def run(self) -> None:
-        if self.states.ident is None:
-            self.states.start()
         try:
             self._follow()
         except Exception as err:  # noqa: BLE001 - following is a courtesy; mlflow still decides the run

@@ -108,13 +108,16 @@ class Submission:
 
     def _job_created(self, job: str) -> None:
         """Find the run in the Job's pod template and start following its pods."""
-        from cluster import connect, read_job, run_id_of
-        from follow import JobFollower
+        from cluster import PROJECT_PODS, connect, read_job, run_id_of
+        from follow import JobFollower, PodStates
 
         self.job = job
         try:
             self.watching.wait(JOB_APPEARS_SECONDS)
             self.cluster = self.cluster or connect()
+            if self.project_pods is None:  # the early watch could not start: watch from now on
+                self.project_pods = PodStates(self.cluster, PROJECT_PODS)
+                self.project_pods.start()
             found, give_up = None, time.monotonic() + JOB_APPEARS_SECONDS
             while found is None and time.monotonic() < give_up:  # mlflow logs the line, then creates the Job
                 found = read_job(self.cluster, job) or time.sleep(0.5)
@@ -142,8 +145,7 @@ class Submission:
         code = self.child.wait()
         if self.interrupts:
             return self._cancelled()
-        if self.follower:
-            self.follower.finish()
+        self._stop_following()
         self._keep_logs()
         if code != 0 and self.job is None:
             say("run: mlflow run failed before it created a Job (see its message above): nothing was submitted")
@@ -180,10 +182,15 @@ class Submission:
         if self.follower:  # it may have started after the Ctrl-C
             self.follower.cancelled = True
         cancel.cancel(self.cluster, self.job, lambda line: say(f"run: {line}"), self.run_id)
-        if self.follower:  # its pods are gone: the rest of their logs has come
-            self.follower.finish()
+        self._stop_following()  # its pods are gone: the rest of their logs has come
         self._keep_logs()
         return INTERRUPTED
+
+    def _stop_following(self) -> None:
+        if self.follower:
+            self.follower.finish()
+        if self.project_pods:
+            self.project_pods.stopped.set()
 
 
 def prepare_peers_service() -> bool:
