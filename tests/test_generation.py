@@ -21,9 +21,9 @@ EXPECTED_FILES = {
     "Dockerfile", "MLproject", "Makefile", "README.md", "kubernetes_config.json",
     "kubernetes_job_template.yaml", "preflight.py", "requirements.txt", "requirements-dev.txt", "ruff.toml",
     "train.py", "hyperparameters.py", "lifecycle.py", "trainer.py", "loop.py", "checkpoint.py", "preemption.py",
-    "retry.py", "resume.py", "why_failed.py",
+    "retry.py", "resume.py", "why_failed.py", "cpus.py",
     "submit.py", "follow.py", "cancel.py", "cluster.py",
-    "tests/test_train.py",
+    "tests/test_train.py", "tests/test_cpus.py",
 }
 PYTORCH_FILES = {"requirements-cuda.txt", "requirements-torch.txt", "launch.py", "team.py",
                  "tests/test_requirements.py"}

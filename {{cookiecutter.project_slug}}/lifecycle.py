@@ -25,6 +25,7 @@ from pathlib import Path
 
 import mlflow
 
+import cpus
 {% if cookiecutter.framework == "pytorch" %}import launch
 {% endif %}import trainer
 from checkpoint import {{ "Replica, " if cookiecutter.framework == "pytorch" else "" }}ResumableRun
@@ -36,11 +37,15 @@ CONTINUES_TAG = "continues_run"
 
 
 def runtime_report() -> dict[str, str]:
-    """What the pod was given: the GPU request from the Job template, the devices the runtime exposed,
-    and the user it runs as (Run:ai clusters often require non-root)."""
+    """What the pod was given: the GPU request from the Job template, the devices the runtime exposed, the
+    CPU limit and the threads each process uses under it (cpus.py), and the user it runs as (Run:ai
+    clusters often require non-root)."""
+    quota = cpus.limit()
     return {
         "gpu.requested": os.environ.get("RUNAI_GPU_REQUEST", "0"),
         "gpu.visible_devices": os.environ.get("NVIDIA_VISIBLE_DEVICES", "none"),
+        "cpu.limit": "none" if quota is None else f"{quota:g}",
+        "cpu.threads": os.environ.get(cpus.THREADS, "default"),
         "runtime.uid": str(os.getuid()),
     }
 

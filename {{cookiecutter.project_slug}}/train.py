@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+import cpus
 import hyperparameters
 {%- if cookiecutter.framework == "pytorch" %}
 import launch
@@ -81,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 {%- endif %}
         return PREEMPTED_EXIT_CODE
 {%- if cookiecutter.framework == "pytorch" %}
+    if not launch.in_worker():  # torchrun's processes inherit what the launcher set
+        print(cpus.share_among(args.procs_per_node), flush=True)
     if launch.distributed(args.procs_per_node) and not launch.in_worker():
         return launch.torchrun(args.procs_per_node, sys.argv[1:] if argv is None else argv, STOP)
+{%- else %}
+    print(cpus.share_among(1), flush=True)
 {%- endif %}
     import lifecycle  # noqa: PLC0415 - loads MLflow and the framework: only once the arguments are good
 

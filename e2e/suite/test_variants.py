@@ -1,5 +1,6 @@
 """Every variant of the matrix runs end to end: `mlflow run --backend kubernetes` under the fake Run:ai scheduler."""
 
+import math
 import subprocess
 
 import mlflow
@@ -39,6 +40,12 @@ def test_variant_runs_end_to_end(concurrent_runs, e2e, variant, timed_assertions
     assert run.data.tags["mlflow.project.backend"] == "kubernetes"
     assert run.data.tags["runtime.uid"] == "1000", "the container must run as non-root"
     assert run.data.tags["gpu.requested"] == variant.gpu_request
+    # The pod's CPU limit, as its cgroup shows it, and no more threads per training process than its share.
+    limit = variant.cpu_limit
+    assert run.data.tags["cpu.limit"] == (f"{limit:g}" if limit else "none"), run.data.tags
+    if limit:
+        assert 1 <= int(run.data.tags["cpu.threads"]) <= max(1, math.floor(limit) // variant.procs_per_node), \
+            (run.data.tags, variant.procs_per_node)
     [model] = outcome.models
     assert model.source_run_id == run.info.run_id
 

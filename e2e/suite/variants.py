@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kube.nodes import GPU_MEMORY_MIB
+
+ANSWER_DEFAULTS = json.loads((Path(__file__).resolve().parents[2] / "cookiecutter.json").read_text())
 
 NODE_TYPE = "e2e-gpu"
 CREDENTIALS_SECRET = "mlflow-credentials"
@@ -85,6 +89,14 @@ class Variant:
         return {**self.framework.params, "procs_per_node": str(self.procs_per_node)}
 
     @property
+    def cpu_limit(self) -> float | None:
+        """The pod's CPU limit in CPUs (the answer, or cookiecutter.json's default), None for none."""
+        quantity = self.answers.get("cpu_limit", ANSWER_DEFAULTS["cpu_limit"])
+        if not quantity:
+            return None
+        return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+    @property
     def gpu_memory_mib(self) -> int:
         return int(self.answers.get("gpu_memory") or 0)
 
@@ -135,7 +147,8 @@ MATRIX = [
             deadline=1200),
     Variant("gpu-memory", {"gpu": "1", "gpu_memory": "4096"}),
     Variant("fraction-two-devices", {"gpu": "0.5", "gpu_devices": "2"}),
-    Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible"}),
+    # A CPU limit below the node's cores: the training's threads follow the limit, not the cores (cpus.py).
+    Variant("priority-class", {"gpu": "1", "priority_class": "build-preemptible", "cpu_limit": "1"}),
     # A claim the suite makes (a local PersistentVolume) with a CSV in it; -P data_file trains on it.
     Variant("data-pvc", {"gpu": "0", "data_pvc": DATA_CLAIM}, params={"data_file": DATA_FILE}),
 ]
