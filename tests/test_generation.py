@@ -26,7 +26,7 @@ EXPECTED_FILES = {
     "tests/test_train.py", "tests/test_cpus.py",
 }
 PYTORCH_FILES = {"requirements-cuda.txt", "requirements-torch.txt", "launch.py", "team.py",
-                 "tests/test_requirements.py"}
+                 "tests/test_requirements.py", "tests/test_trainer.py"}
 LEFTOVER_JINJA = re.compile(r"{{\s*cookiecutter|{%|%}|{#")
 
 
