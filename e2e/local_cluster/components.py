@@ -11,11 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from . import runc_clamp
 from .procs import Daemon
 from .settings import CLUSTER_DOMAIN, ClusterSettings
 
-OOM_CLAMP = Path(__file__).resolve().parent / "runc_oom_clamp.py"
-CAP_SYS_RESOURCE = 24
 START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coredns", "containerd",
                "kubelet")
 
@@ -108,11 +107,8 @@ def write_configs(s: ClusterSettings) -> None:
     }, indent=2))
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     runtime_binary = ""
-    if needs_oom_clamp():
-        wrapper = s.state_dir / "bin" / "runc-oom-clamp"
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        wrapper.write_text(OOM_CLAMP.read_text())
-        wrapper.chmod(0o755)
+    if runc_clamp.withheld_capabilities():
+        wrapper = runc_clamp.install(s.state_dir / "bin" / "runc-clamp")
         runtime_binary = f'\n        BinaryName = "{wrapper}"'
     (etc / "containerd.toml").write_text(f"""version = 2
 root = "{s.containerd_root}"
@@ -170,14 +166,6 @@ state = "{s.containerd_socket.parent}"
         "resolvConf": str(etc / "resolv.conf"), "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [s.host_ip],
         "serializeImagePulls": False, "staticPodPath": "",
     }))
-
-
-def needs_oom_clamp() -> bool:
-    """True where root lacks CAP_SYS_RESOURCE, so runc cannot apply the kubelet's negative oom_score_adj."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return not (int(line.split()[1], 16) >> CAP_SYS_RESOURCE) & 1
-    return False
 
 
 def containerd_ready(s: ClusterSettings) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kube import WaitFailed, wait_until
 
+from . import runc_clamp
 from .procs import Daemon
 from .progress import ClusterError, say, step
 from .settings import ClusterSettings
@@ -38,10 +39,16 @@ def services_dir(settings: ClusterSettings) -> Path:
     return settings.state_dir.parent / "services"
 
 
+# Docker's runtime where root lacks a capability: kind's privileged nodes and image builds start through it.
+CLAMPED_RUNTIME = "runai-mlflow-runc"
+
+
 def dockerd(settings: ClusterSettings) -> Daemon:
     base = services_dir(settings)
-    return Daemon("dockerd", ["dockerd", "--pidfile", str(base / "dockerd.docker-pid")],
-                  base / "dockerd.pid", base / "dockerd.log")
+    argv = ["dockerd", "--pidfile", str(base / "dockerd.docker-pid")]
+    if runc_clamp.withheld_capabilities():
+        argv += ["--add-runtime", f"{CLAMPED_RUNTIME}={base / 'runc-clamp'}", "--default-runtime", CLAMPED_RUNTIME]
+    return Daemon("dockerd", argv, base / "dockerd.pid", base / "dockerd.log")
 
 
 def registry(settings: ClusterSettings) -> Daemon:
@@ -60,6 +67,8 @@ def ensure_docker(settings: ClusterSettings) -> None:
     with step("start Docker (dockerd)"):
         daemon = dockerd(settings)
         if not daemon.alive():
+            if runc_clamp.withheld_capabilities():
+                runc_clamp.install(services_dir(settings) / "runc-clamp")
             daemon.start()
         _wait_for_service(daemon, docker_ready, 60)
 

@@ -2,8 +2,10 @@
 
 import http.server
 import re
+import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from kube import wait_until
@@ -154,3 +156,21 @@ def test_kubelet_restart_is_repaired_and_gpus_readvertised(cluster, api):
     assert node.status.allocatable["nvidia.com/gpu"] == str(cluster.settings.gpus)
     assert node.metadata.labels["nvidia.com/gpu.count"] == str(cluster.settings.gpus)
     assert cluster.healthy()
+
+
+def capability_sets(status: str) -> dict[str, int]:
+    return {key: int(value, 16) for key, value in re.findall(r"^(Cap\w+):\s+([0-9a-f]+)$", status, re.M)}
+
+
+def test_a_privileged_container_starts_with_the_capabilities_root_has(cluster):
+    """kind runs each node as a privileged container. Where root lacks a capability (this machine withholds
+    CAP_SYS_RESOURCE), runc refused every one ("unable to apply caps"): the project's Docker runs runc through
+    runc_clamp, which leaves out what root cannot have and keeps the rest."""
+    result = subprocess.run(["docker", "run", "--rm", "--privileged", "--pull", "never", PYTHON_BASE_IMAGE,
+                             "cat", "/proc/self/status"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    inside = capability_sets(result.stdout)
+    host = capability_sets(Path("/proc/self/status").read_text())
+    sys_admin = 1 << 21  # what makes a container privileged enough to run systemd and containerd
+    assert inside["CapBnd"] & sys_admin and inside["CapEff"] & sys_admin, inside
+    assert inside["CapBnd"] & ~host["CapBnd"] == 0, "no capability beyond what root has here"
