@@ -463,7 +463,14 @@ def test_resume_continues_a_stopped_run_with_its_own_parameters(tmp_path):
 {%- if cookiecutter.framework == "pytorch" %}
 
 
-def test_distributed_two_processes_stop_at_one_step_and_resume_identically(tmp_path):
+@pytest.fixture
+def on_the_cpu(monkeypatch):
+    """The two-process trainings run gloo on the CPU wherever the tests run: on a machine with one GPU, one
+    process per GPU (as in a pod) would refuse the second."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+def test_distributed_two_processes_stop_at_one_step_and_resume_identically(tmp_path, on_the_cpu):
     """--procs-per-node 2 on the CPU (torchrun, DistributedDataParallel over gloo) trains one MLflow run that
     rank 0 alone logs. SIGTERM to the launcher (the pod's PID 1) inside a long epoch: both ranks stop after
     one agreed step, rank 0 saves, the pod exits 143; the resumed run ends bit-identical to an uninterrupted one."""
@@ -514,7 +521,7 @@ def rank_pid(launcher: subprocess.Popen, rank: int) -> int:
     raise AssertionError(f"no rank {rank} under torchrun {torchrun}")
 
 
-def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(tmp_path):
+def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(tmp_path, on_the_cpu):
     """On several nodes each pod's SIGTERM comes at its own time: the rank that got it tells the others, all
     stop after the same step (else the next gradient exchange would hang), rank 0 saves, and the pod exits 143."""
     data = ("--data-file", write_table(tmp_path, LONG_EPOCH["rows"]))
@@ -534,7 +541,7 @@ def test_distributed_a_stop_sent_to_one_rank_alone_stops_every_rank_at_one_step(
     assert f"resuming from the checkpoint at epoch 0 step {stops['0']}" in resumed.stdout, resumed.stdout[-2000:]
 
 
-def test_distributed_two_nodes_meet_at_index_zero_stop_at_one_step_and_resume(tmp_path):
+def test_distributed_two_nodes_meet_at_index_zero_stop_at_one_step_and_resume(tmp_path, on_the_cpu):
     """nodes=2 as the Indexed Job runs it: two pods, each train.py with the environment the Job template gives
     (TRAIN_NODES, its JOB_COMPLETION_INDEX, index 0's address), meet there and train one run that rank 0 (index
     0) alone logs. One pod of the gang is evicted inside an epoch (a node drain): only index 0 gets SIGTERM, yet
@@ -597,7 +604,7 @@ print("trained on after the SIGTERM", flush=True)
 """
 
 
-def test_distributed_dataloader_workers_outlive_torchruns_group_stop_and_end_with_their_rank(tmp_path):
+def test_distributed_dataloader_workers_outlive_torchruns_group_stop_and_end_with_their_rank(tmp_path, on_the_cpu):
     """torchrun stops a rank by signalling its whole process group: the rank's DataLoader workers must go on
     loading until it has saved (else its next step fails, and the preemption with it), and still end when the
     rank exits, even with the loader alive then (else the pod would hang and hold its GPUs)."""
@@ -614,7 +621,7 @@ def test_distributed_dataloader_workers_outlive_torchruns_group_stop_and_end_wit
     assert rank.returncode == 0 and "trained on after the SIGTERM" in output, output[-3000:]
 
 
-def test_distributed_ranks_whose_exit_handlers_hang_do_not_hold_the_pod(tmp_path):
+def test_distributed_ranks_whose_exit_handlers_hang_do_not_hold_the_pod(tmp_path, on_the_cpu):
     """A hang in a training process's teardown (NCCL's, a library's exit handler) once the run has ended would
     keep torchrun, and the pod with its GPUs, until the Job's deadline: the pod must end with the run."""
     hooks = tmp_path / "hooks"
@@ -632,7 +639,7 @@ def test_distributed_ranks_whose_exit_handlers_hang_do_not_hold_the_pod(tmp_path
     assert run.info.status == "FINISHED"
 
 
-def test_distributed_a_rank_that_dies_fails_the_run_at_once(tmp_path):
+def test_distributed_a_rank_that_dies_fails_the_run_at_once(tmp_path, on_the_cpu):
     """A rank killed (the OOM killer picks one process) leaves the other in a gradient exchange: it must fail
     the pod and the run at once, not hold the GPUs until a timeout."""
     args = (*TRAIN_ARGS, "--epochs", "50", "--log-every", "5", "--procs-per-node", "2")
