@@ -39,7 +39,7 @@ def services_dir(settings: ClusterSettings) -> Path:
     return settings.state_dir.parent / "services"
 
 
-# Docker's runtime where root lacks a capability: kind's privileged nodes and image builds start through it.
+# Docker's default runtime where root lacks a capability: kind's privileged nodes start through it.
 CLAMPED_RUNTIME = "runai-mlflow-runc"
 
 
@@ -61,8 +61,18 @@ def docker_ready() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def docker_default_runtime() -> str:
+    return subprocess.run(["docker", "info", "--format", "{{.DefaultRuntime}}"], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def ensure_docker(settings: ClusterSettings) -> None:
     if docker_ready():
+        if runc_clamp.withheld_capabilities() and docker_default_runtime() != CLAMPED_RUNTIME:
+            say(f"note: Docker here runs {docker_default_runtime()}, and root lacks "
+                f"{', '.join(runc_clamp.withheld_capabilities())}: privileged containers (kind's nodes) will not "
+                "start. The local cluster does not need them; `make cluster-down` stops a Docker it started, and the "
+                f"next `make cluster-up` starts it with {CLAMPED_RUNTIME} (runc_clamp.py).")
         return
     with step("start Docker (dockerd)"):
         daemon = dockerd(settings)

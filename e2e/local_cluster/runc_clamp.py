@@ -8,8 +8,9 @@ or an exec's --process file) to what the machine allows root, then execs the rea
 - a capability outside root's bounding set, which every privileged container asks for (kind runs its
   nodes so): "unable to apply caps: operation not permitted". Left out: the container has every
   capability the machine gives root.
-Nothing else changes. Containerd (the local cluster) and dockerd (image builds, kind's nodes) run it only
-where root lacks a capability (withheld_capabilities). Standard library only: it runs as a copy.
+Nothing else changes, and a spec it cannot read goes to runc as it came: the wrapper never stops a
+container runc would start. Containerd (the local cluster's pods) and dockerd (`docker run`, kind's nodes)
+run it only where root lacks a capability (withheld_capabilities). Standard library only: it runs as a copy.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CAPABILITIES = tuple(f"CAP_{name}" for name in (
 
 
 def bounding_set() -> int:
+    """Root's bounding set here: no process, a container's included, can hold a capability outside it."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapBnd:"):
             return int(line.split()[1], 16)
@@ -49,38 +51,45 @@ def withheld_capabilities() -> list[str]:
 def install(path: Path) -> Path:
     """A copy of this wrapper at path, executable: what a runtime's configuration names."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(Path(__file__).read_text())
-    path.chmod(0o755)
+    staged = path.with_name(path.name + ".new")  # a runtime starting now execs the old copy, never half a new one
+    staged.write_text(Path(__file__).read_text())
+    staged.chmod(0o755)
+    os.replace(staged, path)
     return path
 
 
 def fit(process: dict, withheld: set[str]) -> bool:
     """Fit one OCI process spec to the machine, in place; whether it changed."""
     changed = False
-    if "CAP_SYS_RESOURCE" in withheld and process.get("oomScoreAdj", 0) < 0:
+    adj = process.get("oomScoreAdj")
+    if "CAP_SYS_RESOURCE" in withheld and isinstance(adj, int) and adj < 0:
         process["oomScoreAdj"] = 0
         changed = True
-    for kind, names in (process.get("capabilities") or {}).items():
-        kept = [name for name in names if name not in withheld]
-        if kept != names:
-            process["capabilities"][kind] = kept
+    capabilities = process.get("capabilities")
+    for kind, names in (capabilities.items() if isinstance(capabilities, dict) else ()):
+        kept = [name for name in names or () if name not in withheld]
+        if kept != (names or []):
+            capabilities[kind] = kept
             changed = True
     return changed
 
 
 def fit_file(spec_file: str, in_process: bool, withheld: set[str]) -> None:
+    """Rewrite the spec runc is about to read, if it asks for what the machine refuses root."""
     try:
         with open(spec_file) as handle:
             spec = json.load(handle)
-    except (OSError, ValueError):
+        process = spec if in_process else spec.get("process")
+        if isinstance(process, dict) and fit(process, withheld):
+            with open(spec_file, "w") as handle:
+                json.dump(spec, handle)
+    except (OSError, ValueError, TypeError, AttributeError):
         return
-    if fit(spec if in_process else spec.setdefault("process", {}), withheld):
-        with open(spec_file, "w") as handle:
-            json.dump(spec, handle)
 
 
 def main(argv: list[str]) -> None:
     withheld = set(withheld_capabilities())
+    # containerd's shim and dockerd pass each flag's value as the next argument (go-runc), never as --flag=value.
     for flag, value in zip(argv, argv[1:], strict=False):
         if flag in ("--bundle", "-b"):
             fit_file(os.path.join(value, "config.json"), in_process=False, withheld=withheld)

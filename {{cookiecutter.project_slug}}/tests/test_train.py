@@ -465,8 +465,8 @@ def test_resume_continues_a_stopped_run_with_its_own_parameters(tmp_path):
 
 @pytest.fixture
 def on_the_cpu(monkeypatch):
-    """The two-process trainings run gloo on the CPU wherever the tests run: on a machine with one GPU, one
-    process per GPU (as in a pod) would refuse the second."""
+    """The two-process trainings run gloo on the CPU wherever the tests run: two processes cannot share one GPU
+    (a pod has one per process), and the two-node test starts both of its nodes on this one machine."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
