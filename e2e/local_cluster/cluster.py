@@ -30,6 +30,20 @@ from .progress import ClusterError, say, step
 from .settings import KUBERNETES_VERSION, ClusterSettings
 from .steps import Step
 
+# The kubelet exits at once when the container runtime does not answer its first call ("validate CRI v1
+# runtime API"), and containerd serves its socket before its CRI plugin has recovered its state, which takes
+# longer with a large image store: a CI run's last cluster start, after the e2e suite, failed so. kubeadm's and
+# kind's nodes restart the kubelet through systemd; this does too while it starts, seconds apart.
+RESTARTS_DURING_START_UP = {"kubelet": (1, 2, 4, 8)}
+
+
+def last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "an empty log"
+
 
 class LocalCluster:
     def __init__(self, settings: ClusterSettings | None = None):
@@ -185,8 +199,17 @@ class LocalCluster:
             return
         with step(f"{'restart' if proc.pid_file.exists() else 'start'} {name}"):
             proc.stop()
-            proc.start()
-            self._wait(name, probe, timeout, proc)
+            for restart_in in (*RESTARTS_DURING_START_UP.get(name, ()), None):
+                proc.start()
+                try:
+                    self._wait(name, probe, timeout, proc)
+                    return
+                except ClusterError:
+                    if proc.alive() or restart_in is None:
+                        raise
+                    say(f"{name} exited during start-up: {last_line(proc.log_file)}; starting it again in "
+                        f"{restart_in} s")
+                    time.sleep(restart_in)  # a restart policy's back-off, as systemd's RestartSec
 
     def _probes(self) -> dict:
         s = self.settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 _START = time.monotonic()
 
@@ -29,5 +30,14 @@ class ClusterError(RuntimeError):
     """A failure with its cause and the log to read."""
 
     def __init__(self, message: str, log: object | None = None):
-        super().__init__(f"{message}" + (f" (log: {log})" if log else ""))
+        super().__init__(f"{message}" + (f" (log: {log}){log_tail(log)}" if log else ""))
         self.log = log
+
+
+def log_tail(log: object, lines: int = 12) -> str:
+    """The log's last lines, indented: the message keeps the cause when a clean-up removes the log itself."""
+    try:
+        tail = Path(str(log)).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line[:300]}" for line in tail)
