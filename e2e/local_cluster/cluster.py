@@ -26,7 +26,7 @@ from .components import START_ORDER, containerd_ready, daemon, write_configs
 from .node_images import bound_node_image_store
 from .pki import ensure_pki
 from .procs import pids_with_argument, stop_pid
-from .progress import ClusterError, say, step
+from .progress import ClusterError, log_tail, say, step
 from .settings import KUBERNETES_VERSION, ClusterSettings
 from .steps import Step
 
@@ -35,14 +35,6 @@ from .steps import Step
 # longer with a large image store: a CI run's last cluster start, after the e2e suite, failed so. kubeadm's and
 # kind's nodes restart the kubelet through systemd; this does too while it starts, seconds apart.
 RESTARTS_DURING_START_UP = {"kubelet": (1, 2, 4, 8)}
-
-
-def last_line(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1][:300] if lines else "an empty log"
 
 
 class LocalCluster:
@@ -207,8 +199,8 @@ class LocalCluster:
                 except ClusterError:
                     if proc.alive() or restart_in is None:
                         raise
-                    say(f"{name} exited during start-up: {last_line(proc.log_file)}; starting it again in "
-                        f"{restart_in} s")
+                    say(f"{name} exited during start-up: {log_tail(proc.log_file, 1).strip()}; starting it again "
+                        f"in {restart_in} s")
                     time.sleep(restart_in)  # a restart policy's back-off, as systemd's RestartSec
 
     def _probes(self) -> dict:

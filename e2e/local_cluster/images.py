@@ -67,17 +67,18 @@ def docker_default_runtime() -> str:
 
 
 def ensure_docker(settings: ClusterSettings) -> None:
+    withheld = runc_clamp.withheld_capabilities()
     if docker_ready():
-        if runc_clamp.withheld_capabilities() and docker_default_runtime() != CLAMPED_RUNTIME:
-            say(f"note: Docker here runs {docker_default_runtime()}, and root lacks "
-                f"{', '.join(runc_clamp.withheld_capabilities())}: privileged containers (kind's nodes) will not "
-                "start. The local cluster does not need them; `make cluster-down` stops a Docker it started, and the "
-                f"next `make cluster-up` starts it with {CLAMPED_RUNTIME} (runc_clamp.py).")
+        runtime = docker_default_runtime() if withheld else CLAMPED_RUNTIME
+        if runtime != CLAMPED_RUNTIME:
+            say(f"note: Docker here runs {runtime}, and root lacks {', '.join(withheld)}: privileged containers "
+                "(kind's nodes) will not start. The local cluster does not need them; `make cluster-down` stops a "
+                f"Docker it started, and the next `make cluster-up` starts it with {CLAMPED_RUNTIME} (runc_clamp.py).")
         return
     with step("start Docker (dockerd)"):
         daemon = dockerd(settings)
         if not daemon.alive():
-            if runc_clamp.withheld_capabilities():
+            if withheld:
                 runc_clamp.install(services_dir(settings) / "runc-clamp")
             daemon.start()
         _wait_for_service(daemon, docker_ready, 60)
