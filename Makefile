@@ -12,7 +12,8 @@ E2E_PY := PYTHONPATH=$(CURDIR)/e2e $(CURDIR)/$(PY)
 CLUSTER_PACKAGES := docker.io containerd runc containernetworking-plugins docker-registry debootstrap iptables openssl pigz
 
 .PHONY: help setup setup-test generate test test-fast lint bench clean cluster-deps cluster-build cluster-up cluster-down cluster-status \
-	cluster-test cluster-teardown-test e2e e2e-researcher bench-cluster bench-scheduler bench-e2e bench-preemption
+	cluster-test cluster-teardown-test kind-node-image e2e e2e-researcher bench-cluster bench-scheduler bench-e2e \
+	bench-preemption
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -53,7 +54,7 @@ bench: setup-test  ## Print generation time per project
 	$(PY) benchmarks/bench_generation.py
 
 clean:  ## Remove generated projects and reports in the repository
-	rm -rf $(OUT) .pytest_cache .pytest-kind $(E2E_REPORT_DIR)
+	rm -rf $(OUT) .pytest_cache .pytest-kind $(E2E_REPORT_DIR) e2e-report-kind
 
 # The local cluster (root; Debian packages; Kubernetes and etcd built from Go modules) ---------------
 
@@ -76,18 +77,23 @@ cluster-down: setup  ## Remove the local cluster: processes, mounts, links, rule
 cluster-status: setup  ## Show what runs (exit 3 if the cluster is not healthy)
 	$(E2E_PY) -m local_cluster status
 
-cluster-test: setup  ## Local cluster smoke tests and fake Run:ai scheduler tests (cluster up)
-	$(PY) -m pytest e2e/local_cluster/tests e2e/fake_runai_scheduler/tests
+cluster-test: setup  ## Local cluster smoke tests, fake Run:ai scheduler tests (cluster up), kind node image parts
+	$(PY) -m pytest e2e/local_cluster/tests e2e/fake_runai_scheduler/tests e2e/kind_node/tests
 
 cluster-teardown-test: setup  ## Take the cluster down and assert nothing of it is left
 	$(PY) -m pytest e2e/local_cluster/teardown_tests
 
+kind-node-image: setup cluster-deps  ## Build kind's node image and registry image from upstream parts (root; cached)
+	$(E2E_PY) -m kind_node
+
 # End to end --------------------------------------------------------------------------------------
 
+# E2E_ARGS: more pytest arguments, e.g. E2E_ARGS="-k 'data-pvc or whole-gpu-train'" for some variants only.
+E2E_ARGS ?=
 e2e: setup  ## Run generated projects with mlflow run on a cluster: CLUSTER=kind|local|existing
 	mkdir -p $(E2E_REPORT_DIR)
 	CLUSTER=$(CLUSTER) E2E_REPORT_DIR=$(CURDIR)/$(E2E_REPORT_DIR) $(E2E_PY) -m pytest -p suite.live_progress \
-		e2e/suite --junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml
+		e2e/suite --junitxml=$(CURDIR)/$(E2E_REPORT_DIR)-junit.xml $(E2E_ARGS)
 
 e2e-researcher: setup  ## On the local cluster: the suite as a Run:ai researcher (one namespace, a Role), nothing else changed
 	mkdir -p $(E2E_REPORT_DIR)

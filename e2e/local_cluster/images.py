@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -125,10 +126,13 @@ def ensure_registry(settings: ClusterSettings) -> None:
         _wait_for_service(daemon, lambda: registry_ready(settings), 30)
 
 
-def _docker(*args: str, input: bytes | None = None) -> None:
-    result = subprocess.run(["docker", *args], input=input, capture_output=True)
+def docker(*args: str, stdin: Path | None = None) -> str:
+    """Run docker; its output, or a ClusterError with Docker's own words."""
+    with open(stdin, "rb") if stdin else contextlib.nullcontext() as source:
+        result = subprocess.run(["docker", *args], stdin=source, capture_output=True)
     if result.returncode != 0:
-        raise ClusterError(f"docker {' '.join(args[:2])} failed: {result.stderr.decode(errors='replace')[-1500:]}")
+        raise ClusterError(f"`docker {' '.join(args[:3])}` failed: {result.stderr.decode(errors='replace')[-1500:]}")
+    return result.stdout.decode(errors="replace")
 
 
 def image_exists(reference: str) -> bool:
@@ -142,8 +146,8 @@ def ensure_pause_image(settings: ClusterSettings) -> None:
             with tempfile.TemporaryDirectory() as context:
                 shutil.copy2(settings.pause_bin, Path(context) / "pause")
                 (Path(context) / "Dockerfile").write_text('FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n')
-                _docker("build", "-q", "-t", settings.pause_image, context)
-        _docker("push", settings.pause_image)
+                docker("build", "-q", "-t", settings.pause_image, context)
+        docker("push", settings.pause_image)
 
 
 def _ca_digest() -> str:
@@ -158,22 +162,30 @@ def _image_label(reference: str, label: str) -> str:
 
 def ensure_python_rootfs(settings: ClusterSettings) -> Path:
     """Debian bookworm with python3 from debootstrap: a cache, built once per machine (no Docker needed)."""
-    rootfs = settings.cache_dir / "rootfs" / "bookworm-python3"
-    if (rootfs / "usr/bin/python3").exists():
+    return debootstrap_rootfs(settings, "bookworm-python3", ["python3", "python3-venv", "python3-pip",
+                                                              "ca-certificates"], "usr/bin/python3")
+
+
+def debootstrap_rootfs(settings: ClusterSettings, name: str, packages: list[str], built_marker: str) -> Path:
+    """A Debian bookworm root file system with these packages, cached under rootfs/<name>; built once per machine.
+
+    Written beside its place and renamed into it, so an interrupted build is never taken for a finished one."""
+    rootfs = settings.cache_dir / "rootfs" / name
+    if (rootfs / built_marker).exists():
         return rootfs
-    say("debootstrap Debian bookworm with python3 (about 1 min, cached afterwards)")
-    with step("debootstrap bookworm"):
+    say(f"debootstrap Debian bookworm for {name} (about 1 min, cached afterwards)")
+    with step(f"debootstrap bookworm ({name})"):
         partial = rootfs.with_name(rootfs.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        log = settings.cache_dir / "build-logs" / "debootstrap.log"
+        log = settings.cache_dir / "build-logs" / f"debootstrap-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as out:
             result = subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
+                ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
                  "bookworm", str(partial), DEBIAN_MIRROR], stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            raise ClusterError("debootstrap failed", log)
+            raise ClusterError(f"debootstrap failed for {name}", log)
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for path in (partial / leftover).glob("*"):
                 if path.is_file():
@@ -193,10 +205,18 @@ def ensure_python_base_image(settings: ClusterSettings) -> str:
         shutil.copy2(HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
         changes = [f"ENV {key}={value}" for key, value in BASE_ENV.items()]
         changes += [f"LABEL runai-mlflow.ca={digest}", 'CMD ["python3"]']
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        args = ["docker", "import"] + [arg for change in changes for arg in ("--change", change)]
-        result = subprocess.run([*args, "-", PYTHON_BASE_IMAGE], stdin=tar.stdout, capture_output=True)
-        tar.wait()
-        if result.returncode != 0 or tar.returncode != 0:
-            raise ClusterError(f"docker import failed: {result.stderr.decode(errors='replace')}")
+        docker_import_tree(rootfs, PYTHON_BASE_IMAGE, changes)
     return PYTHON_BASE_IMAGE
+
+
+def docker_import_tree(root: Path, image: str, changes: list[str]) -> None:
+    """A directory as a one-layer image; `changes` are Dockerfile lines that `docker import` accepts."""
+    tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+    args = ["docker", "import"] + [arg for change in changes for arg in ("--change", change)]
+    try:
+        result = subprocess.run([*args, "-", image], stdin=tar.stdout, capture_output=True)
+    finally:
+        tar.stdout.close()  # so tar gets SIGPIPE, not a full pipe, when docker import stops early
+        tar.wait()
+    if result.returncode != 0 or tar.returncode != 0:
+        raise ClusterError(f"docker import {image} failed: {result.stderr.decode(errors='replace')}")

@@ -9,26 +9,12 @@ allows, never which target it is.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from kube import KubeApi
-from kube.nodes import advertise_fake_gpus
-
-KIND_VERSION = "v0.33.0"
-KIND_KUBECTL_VERSION = "v1.34.11"
-# kind v0.33.0's release notes: node images are pinned by digest (a tag can be re-pushed for another kind).
-KIND_NODE_IMAGE = "kindest/node:v1.34.11@sha256:44e222ee2132dab25ff87301682f89eb82c7880ea3a1bf543bfe9708fd08d67d"
-KIND_CLUSTER_NAME = "runai-mlflow-e2e"
-KIND_REGISTRY_NAME = "kind-registry"
-KIND_REGISTRY_PORT = 5001
-FAKE_GPUS = 4
 
 
 @dataclass
@@ -76,14 +62,6 @@ def write_host_files(_node: str, directory: str, files: dict[str, str]) -> None:
         (root / name).chmod(0o644)
 
 
-def write_kind_node_files(node: str, directory: str, files: dict[str, str]) -> None:
-    """A kind node is a container named after the node."""
-    _docker("exec", node, "mkdir", "-p", "-m", "755", directory)
-    for name, text in files.items():
-        subprocess.run(["docker", "exec", "-i", node, "sh", "-c", f"cat > {directory}/{name} && chmod 644 "
-                        f"{directory}/{name}"], input=text, text=True, check=True)
-
-
 def local_target() -> ClusterTarget:
     from local_cluster import LocalCluster
     from local_cluster.images import PYTHON_BASE_IMAGE
@@ -118,71 +96,8 @@ def existing_target() -> ClusterTarget:
         may_label_nodes=project is None, node_type=os.environ.get("E2E_NODE_TYPE", ""))
 
 
-# kind, with kind's documented local registry (kind.sigs.k8s.io/docs/user/local-registry) ----------------
-
-KIND_CONFIG = textwrap.dedent("""\
-    kind: Cluster
-    apiVersion: kind.x-k8s.io/v1alpha4
-    containerdConfigPatches:
-    - |-
-      [plugins."io.containerd.grpc.v1.cri".registry]
-        config_path = "/etc/containerd/certs.d"
-    nodes:
-    - role: control-plane
-    """)
-
-
-def _docker(*args: str, check: bool = True) -> str:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout.strip()
-
-
-def ensure_kind_registry() -> None:
-    running = _docker("inspect", "-f", "{{.State.Running}}", KIND_REGISTRY_NAME, check=False)
-    if running != "true":
-        _docker("rm", "-f", KIND_REGISTRY_NAME, check=False)
-        _docker("run", "-d", "--restart=always", "-p", f"127.0.0.1:{KIND_REGISTRY_PORT}:5000", "--network", "bridge",
-                "--name", KIND_REGISTRY_NAME, "registry:3")
-
-
-def connect_kind_registry(cluster) -> None:
-    """hosts.toml per node so localhost:5001 means the registry container, and the registry on the kind network."""
-    hosts_dir = f"/etc/containerd/certs.d/localhost:{KIND_REGISTRY_PORT}"
-    hosts_toml = f'[host."http://{KIND_REGISTRY_NAME}:5000"]\n'
-    nodes = subprocess.run([str(cluster.kind_path), "get", "nodes", "--name", cluster.name], check=True,
-                           capture_output=True, text=True).stdout.split()
-    for node in nodes:
-        _docker("exec", node, "mkdir", "-p", hosts_dir)
-        subprocess.run(["docker", "exec", "-i", node, "cp", "/dev/stdin", f"{hosts_dir}/hosts.toml"],
-                       input=hosts_toml, text=True, check=True)
-    networks = _docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", KIND_REGISTRY_NAME)
-    if "kind" not in json.loads(networks):
-        _docker("network", "connect", "kind", KIND_REGISTRY_NAME)
-    cluster.kubectl("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: ConfigMap
-        metadata:
-          name: local-registry-hosting
-          namespace: kube-public
-        data:
-          localRegistryHosting.v1: |
-            host: "localhost:{KIND_REGISTRY_PORT}"
-            help: "https://kind.sigs.k8s.io/docs/user/local-registry/"
-        """))
-
-
-def kind_gateway() -> str:
-    """The kind network's IPv4 gateway: this machine as pods on kind nodes see it."""
-    configs = json.loads(_docker("network", "inspect", "kind", "-f", "{{json .IPAM.Config}}"))
-    return next(c["Gateway"] for c in configs if c.get("Gateway") and ":" not in c["Gateway"])
-
-
 class TargetSetupError(RuntimeError):
     """A cluster could not be set up: the step, the tool's own words, and the way out, as one message."""
-
-
-KIND_WAY_OUT = ("kind needs Docker and images from Docker Hub (kindest/node, registry:3); where images cannot be "
-                "pulled, run `make e2e CLUSTER=local` (root; builds everything on this machine), or use a cluster "
-                "you have with CLUSTER=existing")
 
 
 @contextlib.contextmanager
@@ -198,45 +113,16 @@ def setup_step(step: str, way_out: str):
         raise TargetSetupError(f"{step} failed: {err}\n  way out: {way_out}") from None
 
 
-def kind_target(work_dir: Path) -> ClusterTarget:
-    os.environ.setdefault("KIND_VERSION", KIND_VERSION)  # read by pytest-kind-ng at import
-    os.environ.setdefault("KUBECTL_VERSION", KIND_KUBECTL_VERSION)
-    from pytest_kind import KindCluster
-
-    config = work_dir / "kind-config.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(KIND_CONFIG)
-    with setup_step(f"starting kind's local registry ({KIND_REGISTRY_NAME}, image registry:3)", KIND_WAY_OUT):
-        ensure_kind_registry()
-    cluster = KindCluster(KIND_CLUSTER_NAME, image=os.environ.get("KIND_NODE_IMAGE", KIND_NODE_IMAGE))
-    created = KIND_CLUSTER_NAME not in subprocess.run(
-        [str(cluster.kind_path), "get", "clusters"], capture_output=True, text=True).stdout.split() \
-        if cluster.kind_path.exists() else True
-    with setup_step(f"creating the kind cluster {KIND_CLUSTER_NAME} ({cluster.image})", KIND_WAY_OUT):
-        cluster.create(config_file=config)
-        cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
-    with setup_step("connecting the kind nodes to the local registry", KIND_WAY_OUT):
-        connect_kind_registry(cluster)
-        nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
-    names = [n.split("/", 1)[1] for n in nodes]
-    api = KubeApi.from_kubeconfig(str(cluster.kubeconfig_path))
-    for name in names:
-        advertise_fake_gpus(api, name, FAKE_GPUS)
-    keep = os.environ.get("E2E_KEEP_CLUSTER") == "1" or not created
-    return ClusterTarget(
-        name="kind", kubeconfig=cluster.kubeconfig_path.resolve(), registry=f"localhost:{KIND_REGISTRY_PORT}",
-        host_address=kind_gateway(),
-        base_image=os.environ.get("E2E_BASE_IMAGE", "python:3.11-slim"), gpu_nodes=names,
-        teardown=None if keep else cluster.delete, node_files=write_kind_node_files)
-
-
 def select_target(name: str, work_dir: Path) -> ClusterTarget:
     if name == "local":
         return local_target()
     if name == "kind":
+        from .kind_target import KIND_WAY_OUT, kind_target
+
         if not shutil.which("docker"):
             raise TargetSetupError(f"CLUSTER=kind needs the docker command, which is not installed\n"
                                    f"  way out: {KIND_WAY_OUT}")
+
         return kind_target(work_dir)
     if name == "existing":
         return existing_target()

@@ -80,10 +80,12 @@ def test_out_of_memory_fails_the_run_at_once(e2e, concurrent_runs):
 def test_two_half_gpu_jobs_share_a_gpu_and_a_third_waits(e2e, one_gpu_node):
     if not e2e.scheduler:
         pytest.skip("asserts the fake scheduler's GPU sharing")
-    # A low CPU limit keeps the first two training pods on the GPU long enough for the third to queue.
+    # A low CPU limit keeps the first two training pods on the GPU long enough for the third to queue. The third
+    # asks for little CPU too, so that the GPU is what it waits for: on kind the control plane's own pods hold
+    # 850m of a 2-core node's CPU, and a third run of 1 CPU waited for CPU there instead.
     slow = {"gpu": "0.5", "cpu_request": "100m", "cpu_limit": "300m", "memory_limit": ""}
     runs = [e2e.project_run(Variant(f"share-{name}", answers, gpu_quota=4))
-            for name, answers in (("a", slow), ("b", slow), ("c", {"gpu": "0.5"}))]
+            for name, answers in (("a", slow), ("b", slow), ("c", {"gpu": "0.5", "cpu_request": "100m"}))]
     outcomes: dict[str, object] = {}
     first_two = [threading.Thread(target=lambda r=r: outcomes.__setitem__(r.variant.id, r.execute())) for r in runs[:2]]
     for thread in first_two:
