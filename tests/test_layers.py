@@ -14,7 +14,8 @@ ALLOWED = {
     "kube": {"runai"},
     "local_cluster": {"kube", "runai"},
     "fake_runai_scheduler": {"kube", "runai"},
-    "suite": {"kube", "local_cluster", "fake_runai_scheduler", "runai"},
+    "kind_node": {"kube", "local_cluster", "runai"},  # built from the local cluster's parts
+    "suite": {"kube", "local_cluster", "kind_node", "fake_runai_scheduler", "runai"},
 }
 
 

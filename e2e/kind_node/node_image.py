@@ -100,12 +100,12 @@ def ensure_node_image(settings: ClusterSettings) -> str:
         with step(f"kind node image: {len(parts.node_images())} component images"):
             built = _build_component_images(settings, node_bin, coredns, root_image, work)
             docker("save", "-o", str(images_tar), *built)
-            docker("rmi", *built)
         with step("kind node image: images into the node's containerd, committed"):
             _import_and_commit(root_image, images_tar, tag, work)
-    finally:
+    finally:  # what the build made on the way, also when it failed (`docker rmi` goes on past missing names)
         shutil.rmtree(work, ignore_errors=True)
-        subprocess.run(["docker", "rmi", root_image], capture_output=True)
+        subprocess.run(["docker", "rmi", root_image, imports_image(tag), *map(part_image, parts.node_images())],
+                       capture_output=True)
     say(f"kind node image {tag} built")
     _remove_older_node_images(tag)
     return tag
@@ -192,6 +192,11 @@ def _configure_systemd(root: Path) -> None:
             raise ClusterError(f"`systemctl {' '.join(args)}` in the node root failed: {result.stderr}")
 
 
+def imports_image(tag: str) -> str:
+    """The committed build container, before the node's entrypoint and stop signal are set on it."""
+    return f"{tag}-imports"
+
+
 def part_image(upstream: str) -> str:
     """The name a component image has in this machine's Docker: upstream's name is given it in the node only,
     so an image of that name a user has here is never replaced."""
@@ -250,11 +255,10 @@ def _import_and_commit(root_image: str, images_tar: Path, tag: str, work: Path) 
         stop = ("pkill containerd; while ps -C containerd -o stat= | grep -qv Z; do sleep 0.2; done; "
                 "rm -f /var/log/kind-node-build-containerd.log")
         docker("exec", container, "timeout", "60", "sh", "-c", stop)
-        committed = f"{tag}-imports"
+        committed = imports_image(tag)
         docker("commit", container, committed)
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
     context = Path(tempfile.mkdtemp(dir=work))
     (context / "Dockerfile").write_text(NODE_DOCKERFILE.format(image=committed, recipe=recipe_digest()))
     docker("build", "-q", "-t", tag, str(context))
-    docker("rmi", committed)

@@ -12,6 +12,7 @@ Differences from kind's own ``kindest/node`` (README, "kind here"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -133,8 +134,18 @@ def node_binaries(settings: ClusterSettings) -> Path:
     return out_dir
 
 
+def content_digest(*texts: bytes) -> str:
+    """A cache key from what a part is made of, so that changing it builds it again."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(hashlib.sha256(text).digest())
+    return digest.hexdigest()[:12]
+
+
 def coredns_for_kubeadm(settings: ClusterSettings) -> Path:
-    binary = settings.bin_dir / f"coredns-{COREDNS_VERSION}-kubeadm" / "coredns"
+    sources = sorted((GOMOD_DIR / "coredns").rglob("*.go")) + [GOMOD_DIR / "coredns" / "go.sum"]
+    key = content_digest(*(path.read_bytes() for path in sources))
+    binary = settings.bin_dir / f"coredns-{COREDNS_VERSION}-kubeadm-{key}" / "coredns"
     if not binary.exists():
         with step(f"go build CoreDNS {COREDNS_VERSION} with kubeadm's Corefile plugins"):
             _go_build(GOMOD_DIR / "coredns", binary.parent, ["./kubeadm/coredns"], "-s -w",
@@ -143,4 +154,5 @@ def coredns_for_kubeadm(settings: ClusterSettings) -> Path:
 
 
 def node_rootfs(settings: ClusterSettings) -> Path:
-    return debootstrap_rootfs(settings, ROOTFS_NAME, ROOTFS_PACKAGES, "usr/bin/containerd")
+    name = f"{ROOTFS_NAME}-{content_digest(' '.join(ROOTFS_PACKAGES).encode())}"
+    return debootstrap_rootfs(settings, name, ROOTFS_PACKAGES, "usr/bin/containerd")

@@ -12,9 +12,9 @@ from local_cluster.images import docker, ensure_docker, image_exists
 from local_cluster.progress import step
 from local_cluster.settings import ClusterSettings
 
-from .parts import REGISTRY_VERSION, registry_binary
+from .parts import REGISTRY_VERSION, content_digest, registry_binary
 
-REGISTRY_IMAGE = f"runai-mlflow/registry:{REGISTRY_VERSION}"
+REGISTRY_REPOSITORY = "runai-mlflow/registry"
 # registry:3's /etc/distribution/config.yml, less its debug endpoint.
 REGISTRY_CONFIG = """\
 version: 0.1
@@ -33,18 +33,31 @@ http:
 """
 
 
+REGISTRY_DOCKERFILE = """\
+FROM scratch
+COPY registry /bin/registry
+COPY config.yml /etc/distribution/config.yml
+VOLUME ["/var/lib/registry"]
+EXPOSE 5000
+ENTRYPOINT ["/bin/registry"]
+CMD ["serve", "/etc/distribution/config.yml"]
+"""
+
+
+def registry_image_tag() -> str:
+    recipe = content_digest(REGISTRY_CONFIG.encode(), REGISTRY_DOCKERFILE.encode())
+    return f"{REGISTRY_REPOSITORY}:{REGISTRY_VERSION}-{recipe}"
+
+
 def ensure_registry_image(settings: ClusterSettings) -> str:
+    tag = registry_image_tag()
     ensure_docker(settings)
-    if image_exists(REGISTRY_IMAGE):
-        return REGISTRY_IMAGE
+    if image_exists(tag):
+        return tag
     binary = registry_binary(settings)
-    with step(f"registry image {REGISTRY_IMAGE} (distribution {REGISTRY_VERSION})"), \
-            tempfile.TemporaryDirectory() as context:
+    with step(f"registry image {tag} (distribution {REGISTRY_VERSION})"), tempfile.TemporaryDirectory() as context:
         shutil.copy2(binary, Path(context) / "registry")
         (Path(context) / "config.yml").write_text(REGISTRY_CONFIG)
-        (Path(context) / "Dockerfile").write_text(
-            "FROM scratch\nCOPY registry /bin/registry\nCOPY config.yml /etc/distribution/config.yml\n"
-            'VOLUME ["/var/lib/registry"]\nEXPOSE 5000\n'
-            'ENTRYPOINT ["/bin/registry"]\nCMD ["serve", "/etc/distribution/config.yml"]\n')
-        docker("build", "-q", "-t", REGISTRY_IMAGE, context)
-    return REGISTRY_IMAGE
+        (Path(context) / "Dockerfile").write_text(REGISTRY_DOCKERFILE)
+        docker("build", "-q", "-t", tag, context)
+    return tag

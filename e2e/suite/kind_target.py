@@ -31,9 +31,10 @@ KIND_REGISTRY_NAME = "kind-registry"
 KIND_REGISTRY_PORT = 5001
 FAKE_GPUS = 4
 
-KIND_WAY_OUT = ("kind needs Docker, and builds its node image here when kindest/node cannot be pulled (Go, "
-                "debootstrap and root: `make kind-node-image` shows each step); or run `make e2e CLUSTER=local`, "
-                "or use a cluster you have with CLUSTER=existing")
+KIND_WAY_OUT = ("kind needs a running Docker (on a machine of its own, `make cluster-up` starts one), and builds "
+                "its node image here where kindest/node cannot be pulled (Go, debootstrap, root: "
+                "`make kind-node-image` shows each step); or run `make e2e CLUSTER=local`, or use a cluster you "
+                "have with CLUSTER=existing")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _docker(*args: str, check: bool = True) -> str:
     return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout.strip()
 
 
-def unavailable(reference: str) -> str | None:
+def pull_failure(reference: str) -> str | None:
     """None when the image is here or could be pulled; otherwise docker pull's reason."""
     if subprocess.run(["docker", "image", "inspect", reference], capture_output=True).returncode == 0:
         return None
@@ -83,15 +84,22 @@ def unavailable(reference: str) -> str | None:
 
 def choose_images() -> KindImages:
     """Upstream where it can be pulled; built here only where it cannot (and said so)."""
-    from local_cluster.images import ensure_docker
     from local_cluster.progress import say
     from local_cluster.settings import ClusterSettings
 
-    settings = ClusterSettings()
-    ensure_docker(settings)  # where Docker is not running yet and this is root: started as the local cluster does
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if info.returncode != 0:
+        said = (info.stderr.strip().splitlines() or ["no message"])[-1]
+        raise TargetSetupError(f"Docker does not answer (`docker info`: {said}); kind runs its nodes in Docker")
     node = os.environ.get("KIND_NODE_IMAGE")
-    node_missing = None if node else unavailable(KIND_NODE_IMAGE)
-    registry_missing = unavailable(UPSTREAM_REGISTRY_IMAGE)
+    node_missing = None if node else pull_failure(KIND_NODE_IMAGE)
+    registry_missing = pull_failure(UPSTREAM_REGISTRY_IMAGE)
+    missing = [f"{image} ({reason})" for image, reason in ((KIND_NODE_IMAGE, node_missing),
+                                                           (UPSTREAM_REGISTRY_IMAGE, registry_missing)) if reason]
+    if missing and os.geteuid() != 0:
+        raise TargetSetupError(f"cannot be pulled: {'; '.join(missing)}; building them here from upstream parts "
+                               "needs root (debootstrap, chroot)")
+    settings = ClusterSettings()
     registry = UPSTREAM_REGISTRY_IMAGE
     if registry_missing:
         from kind_node import ensure_registry_image
@@ -105,7 +113,7 @@ def choose_images() -> KindImages:
     from local_cluster.images import ensure_python_base_image
 
     say(f"{KIND_NODE_IMAGE.split('@')[0]} cannot be pulled here ({node_missing}): a node image from upstream "
-        "parts, and kind and kubectl from their Go modules (README: \"kind here\")")
+        "parts, and kind and kubectl from their Go modules (README: \"kind where kindest/node cannot be pulled\")")
     return KindImages(node=ensure_node_image(settings), registry=registry, built_here=True,
                       kind_path=kind_binary(settings), kubectl_path=kubectl_binary(settings),
                       base_image=ensure_python_base_image(settings),
@@ -113,23 +121,26 @@ def choose_images() -> KindImages:
                       docker_build_args="--network host")
 
 
-def registry_storage() -> Path:
-    """The registry's blobs outlive the container, as the local cluster's do: a warm run pushes only new layers."""
+def kind_registry_storage() -> Path:
+    """Where built here, the registry's blobs outlive the container, as the local cluster's do: a warm run
+    pushes only new layers (upstream's path keeps kind's documented container, storage inside it)."""
     from kube.paths import cache_root
 
     return cache_root() / "kind-registry"
 
 
-def ensure_kind_registry(image: str) -> bool:
+def ensure_kind_registry(images: KindImages) -> bool:
     """Start kind's registry container unless it runs; True when this call started it."""
     running = _docker("inspect", "-f", "{{.State.Running}}", KIND_REGISTRY_NAME, check=False)
     if running == "true":
         return False
     _docker("rm", "-f", KIND_REGISTRY_NAME, check=False)
-    storage = registry_storage()
-    storage.mkdir(parents=True, exist_ok=True)
+    storage = []
+    if images.built_here:
+        kind_registry_storage().mkdir(parents=True, exist_ok=True)
+        storage = ["-v", f"{kind_registry_storage()}:/var/lib/registry"]
     _docker("run", "-d", "--pull", "never", "--restart=always", "-p", f"127.0.0.1:{KIND_REGISTRY_PORT}:5000",
-            "--network", "bridge", "-v", f"{storage}:/var/lib/registry", "--name", KIND_REGISTRY_NAME, image)
+            "--network", "bridge", *storage, "--name", KIND_REGISTRY_NAME, images.registry)
     return True
 
 
@@ -186,33 +197,43 @@ def kind_target(work_dir: Path) -> ClusterTarget:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(images.config())
     with setup_step(f"starting kind's local registry ({KIND_REGISTRY_NAME}, image {images.registry})", KIND_WAY_OUT):
-        started_registry = ensure_kind_registry(images.registry)
+        started_registry = ensure_kind_registry(images)
     cluster = KindCluster(KIND_CLUSTER_NAME, image=images.node, kind_path=images.kind_path,
                           kubectl_path=images.kubectl_path)
     created = KIND_CLUSTER_NAME not in subprocess.run(
         [str(cluster.kind_path), "get", "clusters"], capture_output=True, text=True).stdout.split() \
         if cluster.kind_path.exists() else True
-    with setup_step(f"creating the kind cluster {KIND_CLUSTER_NAME} ({images.node})", KIND_WAY_OUT):
-        cluster.create(config_file=config)
-        cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
-    with setup_step("connecting the kind nodes to the local registry", KIND_WAY_OUT):
-        connect_kind_registry(cluster)
-        nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
-    names = [n.split("/", 1)[1] for n in nodes]
-    api = KubeApi.from_kubeconfig(str(cluster.kubeconfig_path))
-    for name in names:
-        advertise_fake_gpus(api, name, FAKE_GPUS)
-    keep = os.environ.get("E2E_KEEP_CLUSTER") == "1" or not created
 
     def teardown() -> None:
-        cluster.delete()
-        if started_registry:
-            _docker("rm", "-f", KIND_REGISTRY_NAME, check=False)
+        """What this session made: the cluster if it created it, the registry container if it started it."""
+        try:
+            if created:
+                cluster.delete()
+        finally:
+            if started_registry:
+                _docker("rm", "-f", KIND_REGISTRY_NAME, check=False)
 
+    try:
+        with setup_step(f"creating the kind cluster {KIND_CLUSTER_NAME} ({images.node})", KIND_WAY_OUT):
+            cluster.create(config_file=config)
+            cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=120s")
+        with setup_step("connecting the kind nodes to the local registry", KIND_WAY_OUT):
+            connect_kind_registry(cluster)
+            nodes = cluster.kubectl("get", "nodes", "-o", "name").split()
+        names = [n.split("/", 1)[1] for n in nodes]
+        api = KubeApi.from_kubeconfig(str(cluster.kubeconfig_path))
+        for name in names:
+            advertise_fake_gpus(api, name, FAKE_GPUS)
+        host_address = kind_gateway()
+    except BaseException:
+        if os.environ.get("E2E_KEEP_CLUSTER") != "1":
+            teardown()  # a failed setup leaves nothing running (--restart=always would bring it back)
+        raise
+    keep = os.environ.get("E2E_KEEP_CLUSTER") == "1" or not created
     return ClusterTarget(
         name=f"kind ({'node image built here' if images.built_here else 'upstream images'})",
         kubeconfig=cluster.kubeconfig_path.resolve(), registry=f"localhost:{KIND_REGISTRY_PORT}",
-        host_address=kind_gateway(), base_image=os.environ.get("E2E_BASE_IMAGE", images.base_image),
+        host_address=host_address, base_image=os.environ.get("E2E_BASE_IMAGE", images.base_image),
         docker_build_args=images.docker_build_args, gpu_nodes=names,
         teardown=None if keep else teardown, node_files=write_kind_node_files)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from local_cluster import LocalCluster
-from suite.kind_target import KIND_REGISTRY_NAME
 
 pytestmark = pytest.mark.cluster
 
@@ -41,16 +40,6 @@ def ctr(s, *args: str) -> str:
 
 def node_images(s) -> list[str]:
     return ctr(s, "ls", "-q").split()
-
-
-def test_the_kind_e2e_run_left_no_kind_cluster_or_registry():
-    """`make e2e CLUSTER=kind` deletes the kind cluster and the registry container it started (E2E_KEEP_CLUSTER=1 keeps
-    them on purpose); what is left would start again with the next Docker, holding memory and ports."""
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.skip("Docker is not running: no kind cluster can be left")
-    nodes = sh("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster", "--format", "{{.Names}}").split()
-    registry = sh("docker", "ps", "-a", "--filter", f"name=^{KIND_REGISTRY_NAME}$", "--format", "{{.Names}}").split()
-    assert nodes == [] and registry == [], f"left running: {nodes + registry}"
 
 
 def test_down_leaves_no_process_mount_link_rule_route_or_state_and_keeps_the_nodes_images():
