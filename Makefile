@@ -81,7 +81,7 @@ cluster-test: setup  ## Local cluster smoke tests, fake Run:ai scheduler tests (
 	$(PY) -m pytest e2e/local_cluster/tests e2e/fake_runai_scheduler/tests e2e/kind_node/tests
 
 cluster-teardown-test: setup  ## Take the cluster down and assert nothing of it is left
-	$(PY) -m pytest e2e/suite/teardown_tests e2e/local_cluster/teardown_tests
+	$(PY) -m pytest e2e/teardown_tests e2e/local_cluster/teardown_tests
 
 kind-node-image: setup cluster-deps  ## Build kind's node image and registry image from upstream parts (root; cached)
 	$(E2E_PY) -m kind_node

@@ -1,4 +1,6 @@
-"""`make e2e CLUSTER=kind` leaves nothing running: run by `make cluster-teardown-test`, before the cluster goes down."""
+"""`make e2e CLUSTER=kind` leaves nothing running: run by `make cluster-teardown-test`, before the cluster goes down.
+
+Outside e2e/suite, so that the suite itself (which runs while its kind cluster is up) never collects it."""
 
 import subprocess
 
