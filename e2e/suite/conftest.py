@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,13 +54,16 @@ def e2e(request, tmp_path_factory) -> E2ESession:
 
 
 def wanted_runs(items: list[pytest.Item]) -> list[Variant]:
-    """The runs the selected tests look at, in the matrix's order: `-k pytorch` runs only the pytorch variants."""
+    """The runs the selected tests look at (a matrix test's `variant`, the failing runs of a `runs` marker), in
+    the matrix's order: `-k pytorch` runs only the pytorch variants, `-k resume` only the run it resumes."""
     wanted = set()
     for item in items:
-        if "concurrent_runs" in getattr(item, "fixturenames", ()):
-            callspec = getattr(item, "callspec", None)
-            variant = callspec.params.get("variant") if callspec else None
-            wanted |= {variant.id} if variant else {failing.id for failing in FAILING}
+        if "concurrent_runs" not in getattr(item, "fixturenames", ()):
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec and "variant" in callspec.params:
+            wanted.add(callspec.params["variant"].id)
+        wanted |= {variant.id for marker in item.iter_markers("runs") for variant in marker.args}
     return [variant for variant in MATRIX + FAILING if variant.id in wanted]
 
 
@@ -82,6 +86,16 @@ def concurrent_runs(e2e, request) -> dict[str, Outcome]:
     if len(runs) == len(MATRIX + FAILING):  # the benchmark's figure is the whole matrix's
         (e2e.report_dir / "matrix-seconds.txt").write_text(f"{seconds:.1f}\n")
     return outcomes
+
+
+@pytest.fixture
+def failing_outcome(e2e, concurrent_runs) -> Callable[[Variant], Outcome]:
+    """A failing run's outcome (made beside the matrix, see `runs` markers), or skip where the target cannot run it."""
+    def outcome_of(variant: Variant) -> Outcome:
+        if e2e.cannot_run(variant):
+            pytest.skip(e2e.cannot_run(variant))
+        return concurrent_runs[variant.id]
+    return outcome_of
 
 
 @pytest.fixture

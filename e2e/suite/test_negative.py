@@ -20,15 +20,9 @@ from .variants import BAD_PARAMETER, OUT_OF_MEMORY, OVER_QUOTA, Variant
 pytestmark = pytest.mark.e2e
 
 
-def outcome_of(e2e, concurrent_runs, variant: Variant):
-    """A failing run made alongside the matrix (conftest.concurrent_runs)."""
-    if e2e.cannot_run(variant):
-        pytest.skip(e2e.cannot_run(variant))
-    return concurrent_runs[variant.id]
-
-
-def test_non_preemptible_job_over_quota_fails_at_its_deadline(e2e, concurrent_runs):
-    outcome = outcome_of(e2e, concurrent_runs, OVER_QUOTA)
+@pytest.mark.runs(OVER_QUOTA)
+def test_non_preemptible_job_over_quota_fails_at_its_deadline(failing_outcome):
+    outcome = failing_outcome(OVER_QUOTA)
     assert outcome.phases["mlflow run"] < 300, "mlflow run must end at the Job's deadline, not hang"
     assert outcome.exit_code not in (0, None), outcome.output[-2000:]
     assert outcome.run.info.status == "FAILED"
@@ -57,8 +51,9 @@ def failed_at_once(outcome) -> dict:
     return pod["status"]["containerStatuses"][0]["state"]["terminated"]
 
 
-def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e, concurrent_runs):
-    outcome = outcome_of(e2e, concurrent_runs, BAD_PARAMETER)
+@pytest.mark.runs(BAD_PARAMETER)
+def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e, failing_outcome):
+    outcome = failing_outcome(BAD_PARAMETER)
     terminated = failed_at_once(outcome)
     assert terminated["exitCode"] == 2  # argparse's usage error
     [pod] = outcome.pods
@@ -66,9 +61,10 @@ def test_training_failure_fails_the_run_at_once_and_keeps_the_pod_log(e2e, concu
     assert "--l1-ratio must be between 0 and 1, got 2.0" in log
 
 
-def test_out_of_memory_fails_the_run_at_once(e2e, concurrent_runs):
+@pytest.mark.runs(OUT_OF_MEMORY)
+def test_out_of_memory_fails_the_run_at_once(failing_outcome):
     """An OOM kill (137) is a bug to fix, not a preemption to ride out."""
-    outcome = outcome_of(e2e, concurrent_runs, OUT_OF_MEMORY)
+    outcome = failing_outcome(OUT_OF_MEMORY)
     terminated = failed_at_once(outcome)
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled"), terminated
     # make run says so, not "killed, maybe memory": the pod is still there to tell.

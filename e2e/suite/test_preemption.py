@@ -76,6 +76,9 @@ class Case:
 ANSWERS_LONG_EPOCH = {**TRAIN_ONE_GPU, "termination_grace_period_seconds": "10", "data_pvc": DATA_CLAIM}
 CASES = {case.variant.id: case for case in [
     Case(Variant("preempt-condition", TRAIN_ONE_GPU, params=LONG_TRAINING, gpu_quota=1, gpu_limit=1), True),
+    # A checkpoint every 100 epochs, preempted after epoch 20: before its first periodic checkpoint.
+    Case(Variant("preempt-every-100", TRAIN_ONE_GPU, params={**LONG_TRAINING, "checkpoint_every": "100"},
+                 gpu_quota=1, gpu_limit=1), True),
     Case(Variant("preempt-pytorch", {"framework": "pytorch", "gpu": "2", "cpu_request": "500m", "cpu_limit": "2"},
                  params={"epochs": str(PYTORCH_EPOCHS), "checkpoint_every": "5"}, gpu_quota=2, gpu_limit=2),
          True, after_epoch=3),
@@ -192,6 +195,17 @@ def test_preempted_with_disruption_condition_resumes_and_finishes(e2e, preempted
     assert_evicted(p, "was preempted by higher priority workload")
     assert "quota has reached the allowable limit of GPUs" in p.replacement_waited, p.replacement_waited
     assert_resumed_and_finished(e2e, p, counted=0, benchmark_setting="condition")
+
+
+@pytest.mark.case("preempt-every-100")
+def test_a_preemption_before_the_first_periodic_checkpoint_loses_no_epoch(e2e, preempted):
+    """checkpoint_every=100 and preempted near epoch 20: the only checkpoint is the one SIGTERM wrote, so the
+    replacement resumes at the next epoch, not at 0; the interval bounds lost work only where SIGTERM cannot
+    be handled."""
+    p = case_outcome(e2e, preempted, "preempt-every-100")
+    assert p.epoch_at_preemption < 100 - 1, "preempted before the first periodic checkpoint"
+    assert_evicted(p, "was preempted by higher priority workload")
+    assert_resumed_and_finished(e2e, p, counted=0, benchmark_setting="condition-every-100")
 
 
 @pytest.mark.case("preempt-pytorch")

@@ -10,16 +10,15 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from .variants import Variant
+from .variants import RESUMED_AFTER_DEADLINE
 
 pytestmark = pytest.mark.e2e
 
 
-def test_make_resume_continues_a_failed_run_from_its_last_checkpoint(e2e):
-    variant = Variant("resume-after-deadline", {"gpu": "0"}, params={"epochs": "100000", "checkpoint_every": "5"},
-                      expect_success=False, deadline=45)
-    run = e2e.project_run(variant)
-    failed = run.execute()
+@pytest.mark.runs(RESUMED_AFTER_DEADLINE)
+def test_make_resume_continues_a_failed_run_from_its_last_checkpoint(e2e, failing_outcome):
+    failed = failing_outcome(RESUMED_AFTER_DEADLINE)  # its 45 s of training ran beside the matrix
+    run = e2e.run_of(failed)
     assert not failed.error, failed.describe()
     assert failed.exit_code not in (0, None) and failed.run.info.status == "FAILED", failed.describe()
     run_id = failed.run.info.run_id

@@ -46,6 +46,9 @@ class Variant:
     gpu_limit: float = -1  # -1: unlimited (a preemptible job may use idle GPUs over its quota)
     deadline: int = 600  # the Job's activeDeadlineSeconds (an answer)
     needs_fake_scheduler: bool = False  # sets a queue's quota, which only the suite's own scheduler takes
+    # Its pod is never scheduled: the run only waits out its deadline, using no CPU, so it need not wait for
+    # one of the concurrent runs' places (E2E_JOBS), nor hold one.
+    never_scheduled: bool = False
 
     @property
     def framework(self) -> Framework:
@@ -155,7 +158,11 @@ MATRIX = [
 
 # Runs that must fail, each for its own reason, each in a project of its own: they run alongside the matrix.
 OVER_QUOTA = Variant("over-quota", {"gpu": "1", "workload_type": "interactive"}, expect_success=False, gpu_quota=0,
-                     deadline=45, needs_fake_scheduler=True)
+                     deadline=45, needs_fake_scheduler=True, never_scheduled=True)
 BAD_PARAMETER = Variant("bad-parameter", {"gpu": "0"}, params={"l1_ratio": "2"}, expect_success=False)
 OUT_OF_MEMORY = Variant("oom", {"gpu": "0", "memory_request": "32Mi", "memory_limit": "64Mi"}, expect_success=False)
-FAILING = [OVER_QUOTA, BAD_PARAMETER, OUT_OF_MEMORY]
+# Trains until its Job's deadline ends it (DeadlineExceeded): test_resume.py then continues it with `make resume`.
+RESUMED_AFTER_DEADLINE = Variant("resume-after-deadline", {"gpu": "0"},
+                                 params={"epochs": "100000", "checkpoint_every": "5"}, expect_success=False,
+                                 deadline=45)
+FAILING = [OVER_QUOTA, BAD_PARAMETER, OUT_OF_MEMORY, RESUMED_AFTER_DEADLINE]
