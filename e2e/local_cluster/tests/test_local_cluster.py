@@ -139,9 +139,13 @@ def test_more_gpus_than_the_node_has_stays_pending(cluster, api, namespace):
         return [e for e in events if e.reason == "FailedScheduling"]
     [event] = wait_until(scheduling_failure, 60, what="FailedScheduling event")[:1]
     assert "Insufficient nvidia.com/gpu" in event.message
-    current = client.CoreV1Api(api).read_namespaced_pod(pod.metadata.name, namespace)
+
+    # kube-scheduler records the event and writes the pod's condition separately: the event may come first.
+    def scheduled_condition():
+        current = client.CoreV1Api(api).read_namespaced_pod(pod.metadata.name, namespace)
+        return [(current, c) for c in current.status.conditions or [] if c.type == "PodScheduled"]
+    [(current, condition)] = wait_until(scheduled_condition, 60, what="the pod's PodScheduled condition")
     assert current.status.phase == "Pending" and not current.spec.node_name
-    [condition] = [c for c in current.status.conditions if c.type == "PodScheduled"]
     assert (condition.status, condition.reason) == ("False", "Unschedulable")
 
 
