@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kube import WaitFailed, wait_until
+
 from .progress import ClusterError, say
 from .settings import ClusterSettings
 
@@ -28,6 +30,9 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise ClusterError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result
+
+
+PORT_RELEASE_SECONDS = 10
 
 
 def check_prerequisites(settings: ClusterSettings, ours: set[int]) -> None:
@@ -49,7 +54,7 @@ def check_prerequisites(settings: ClusterSettings, ours: set[int]) -> None:
              "kubelet healthz": settings.kubelet_healthz_port, "registry": settings.registry_port,
              "cluster DNS": settings.dns_port, "cluster DNS readiness": settings.dns_ready_port}
     for component, port in ports.items():
-        owner = port_owner(port)
+        owner = settled_port_owner(port)
         if owner is not None and owner not in ours:
             raise ClusterError(f"port {port} (for {component}) is taken by pid {owner} "
                                f"({_cmdline(owner)}); stop it or change the port in settings.py")
@@ -60,6 +65,21 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()[:120]
     except OSError:
         return "?"
+
+
+def settled_port_owner(port: int) -> int | None:
+    """port_owner, where a listening socket that no process holds gets moments to go: a process just stopped
+    (the kubelet, by `up` repairing it) may still be releasing it. Seen once in CI as "taken by pid -1"."""
+    owners: list[int | None] = []
+
+    def known() -> bool:
+        owners.append(port_owner(port))
+        return owners[-1] != -1
+    try:
+        wait_until(known, PORT_RELEASE_SECONDS, f"port {port} to be released")
+    except WaitFailed:
+        pass  # still held by no one we can name: reported as taken by pid -1
+    return owners[-1]
 
 
 def port_owner(port: int) -> int | None:
