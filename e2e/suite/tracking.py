@@ -3,6 +3,9 @@
 It listens on the address pods reach this machine at, with a sqlite store and proxied artifacts
 (so pods need no storage credentials). MLflow >= 3.5 rejects unknown Host headers, so readiness
 is proven with a real API call carrying the pods' Host header, not just /health (which is exempt).
+MLflow >= 3.5 also starts a job runner beside the server by default (Huey consumers for GenAI jobs, eight
+more processes that poll): about a third of a core while idle, on a 2-core machine, for jobs no training
+run submits, so it is switched off (NO_JOB_RUNNER).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
+# The server's environment: no job runner (see the module's docstring).
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class TrackingServer:
     def __init__(self, host: str, work_dir: Path, log_file: Path):
         self.host, self.work_dir, self.log_file = host, work_dir, log_file
@@ -46,7 +53,7 @@ class TrackingServer:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:  # a restart appends
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.work_dir,
-                                            start_new_session=True)
+                                            env={**os.environ, **NO_JOB_RUNNER}, start_new_session=True)
         wait_until(self._api_answers, timeout, f"the mlflow server (log: {self.log_file})", interval=0.5,
                    give_up=lambda: self.process.poll() is not None and f"it exited with {self.process.returncode}")
         return self

@@ -208,6 +208,8 @@ class TrackingServer:
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--backend-store-uri", f"sqlite:///{self.tmp_path / 'mlflow.db'}",
              "--artifacts-destination", str(self.tmp_path / "served-artifacts")],
+            # MLflow's job runner (Huey consumers for GenAI jobs, polling) would cost a third of a core here.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             cwd=self.tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while not self.answers():
