@@ -31,7 +31,7 @@ EPOCHS = 1000
 LONG_TRAINING = {"epochs": str(EPOCHS), "checkpoint_every": "25"}
 TRAIN_ONE_GPU = {"gpu": "1", "cpu_request": "250m", "cpu_limit": "1"}
 PYTORCH_EPOCHS = 60  # of a CNN on the digits: long enough to be preempted after epoch 3
-# A real team's shape: an epoch (30,000 steps of one row) longer than the pod's 10 s grace period.
+# A real team's shape: an epoch (38,400 steps of one row) longer than the pod's 10 s grace period.
 LONG_EPOCH = {"data_file": LONG_EPOCH_FILE, "batch_size": "1", "epochs": "2", "checkpoint_every": "1",
               "log_every": "5000", "seed": "5"}
 
