@@ -6,21 +6,23 @@ asserts that nothing is left. The session itself lives in session.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kube.nodes import advertise_fake_gpus, advertised_gpus
 from kube.paths import REPO_ROOT
 
+from .outage import TrackingOutage
 from .progress import progress
 from .runner import Outcome
 from .session import E2ESession
 from .targets import TargetSetupError
-from .variants import FAILING, MATRIX, Variant
+from .variants import FAILING, MATRIX, TRACKING_OUTAGE, Variant
 
 PHASES = ["bake", "env image", "env push", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
 SESSION_KEY = pytest.StashKey[E2ESession]()
@@ -53,6 +55,25 @@ def e2e(request, tmp_path_factory) -> E2ESession:
         progress("cleanup verified: no namespaces, pods, images, registry tags, labels or servers left")
 
 
+@pytest.fixture(scope="session")
+def tracking_outage(e2e) -> TrackingOutage:
+    """The tracking-outage scenario (outage.py), started by `background_scenarios` when its test is selected."""
+    return TrackingOutage(e2e, TRACKING_OUTAGE, after_epoch=20, metric="val_rmse").start()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_scenarios(request) -> Iterator[TrackingOutage | None]:
+    """Starts the selected scenarios that are mostly waiting, at the session's first test, so they wait beside it;
+    at the end, waits for them before the session cleans up."""
+    if not any("tracking_outage" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    outage = request.getfixturevalue("tracking_outage")
+    yield outage
+    with contextlib.suppress(Exception):  # its own test reports what went wrong
+        outage.settle(timeout=60)
+
+
 def wanted_runs(items: list[pytest.Item]) -> list[Variant]:
     """The runs the selected tests look at (a matrix test's `variant`, the failing runs of a `runs` marker), in
     the matrix's order: `-k pytorch` runs only the pytorch variants, `-k resume` only the run it resumes."""
@@ -68,13 +89,16 @@ def wanted_runs(items: list[pytest.Item]) -> list[Variant]:
 
 
 @pytest.fixture(scope="session")
-def concurrent_runs(e2e, request) -> dict[str, Outcome]:
+def concurrent_runs(e2e, request, background_scenarios) -> dict[str, Outcome]:
     """The option matrix and the runs that must fail (those the selected tests need), run concurrently
     (E2E_JOBS at a time) on one cluster.
 
     Each is a project of its own with its own queue, so none waits for another's outcome.
     """
     runs = wanted_runs(request.session.items)
+    if background_scenarios:  # its pod keeps the node's CPUs it asked for to itself (outage.py)
+        with contextlib.suppress(Exception):  # its own test reports what went wrong
+            background_scenarios.settle(timeout=TRACKING_OUTAGE.deadline + 600)
     started = time.monotonic()
     # In one Run:ai project's queue, a run of higher priority (interactive, build-preemptible) preempts a
     # train run when the GPUs are taken, as Run:ai does: there the variants run one at a time.

@@ -35,6 +35,7 @@ class E2ESession:
         self.api = KubeApi.from_kubeconfig(str(self.target.kubeconfig))
         self.tracking = TrackingServer(self.target.host_address, work_dir / "mlflow",
                                        report_dir / "tracking-server.log")
+        self.own_servers: list[TrackingServer] = []  # a scenario's own, which it may stop without harm to others
         self.scheduler: FakeRunaiScheduler | None = None
         self.runs: list[ProjectRun] = []
         self.labelled_nodes: list[str] = []
@@ -61,9 +62,17 @@ class E2ESession:
             self.labelled_nodes.append(node)
         return self
 
-    def project_run(self, variant: Variant) -> ProjectRun:
-        run = ProjectRun(variant, self.target, self.api, self.tracking.uri, self.id, self.work_dir / variant.id,
-                         self.report_dir, SCHEDULER_NAME, variant.deadline)
+    def own_tracking_server(self, name: str) -> TrackingServer:
+        """A tracking server of its own, on the address pods reach (stopped by close()): for a scenario that stops
+        its server while other runs go on with the session's."""
+        server = TrackingServer(self.target.host_address, self.work_dir / f"mlflow-{name}",
+                                self.report_dir / f"tracking-server-{name}.log")
+        self.own_servers.append(server)
+        return server.start()
+
+    def project_run(self, variant: Variant, tracking: TrackingServer | None = None) -> ProjectRun:
+        run = ProjectRun(variant, self.target, self.api, (tracking or self.tracking).uri, self.id,
+                         self.work_dir / variant.id, self.report_dir, SCHEDULER_NAME, variant.deadline)
         if self.scheduler:
             self.scheduler.add_queue(Queue(run.outcome.project, Quota(variant.gpu_quota, variant.gpu_limit)))
         self.runs.append(run)
@@ -113,7 +122,8 @@ class E2ESession:
                              body={"metadata": {"labels": {NODE_TYPE_LABEL: None}}})
         if self.scheduler:
             self.scheduler.stop()
-        self.tracking.stop()
+        for server in [self.tracking, *self.own_servers]:
+            server.stop()
         leftovers = self.leftovers(wait=120)
         if self.target.teardown:
             self.target.teardown()
@@ -158,6 +168,6 @@ class E2ESession:
         for node in self.labelled_nodes:
             if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get(NODE_TYPE_LABEL) == NODE_TYPE:
                 found.append(f"label {NODE_TYPE_LABEL} on node {node}")
-        if self.tracking.process and self.tracking.process.poll() is None:
-            found.append("mlflow tracking server process")
+        found += [f"mlflow tracking server process ({server.log_file.name})"
+                  for server in [self.tracking, *self.own_servers] if server.process and server.process.poll() is None]
         return found

@@ -166,3 +166,6 @@ RESUMED_AFTER_DEADLINE = Variant("resume-after-deadline", {"gpu": "0"},
                                  params={"epochs": "100000", "checkpoint_every": "5"}, expect_success=False,
                                  deadline=45)
 FAILING = [OVER_QUOTA, BAD_PARAMETER, OUT_OF_MEMORY, RESUMED_AFTER_DEADLINE]
+
+# Trains while its tracking server (its own) stops and comes back: test_tracking_outage.py, played by outage.py.
+TRACKING_OUTAGE = Variant("tracking-outage", {"gpu": "0"}, params={"epochs": "400", "checkpoint_every": "5"})
