@@ -58,7 +58,7 @@ def e2e(request, tmp_path_factory) -> E2ESession:
 @pytest.fixture(scope="session")
 def tracking_outage(e2e) -> TrackingOutage:
     """The tracking-outage scenario (outage.py), started by `background_scenarios` when its test is selected."""
-    return TrackingOutage(e2e, TRACKING_OUTAGE, after_epoch=20, metric="val_rmse").start()
+    return TrackingOutage(e2e, TRACKING_OUTAGE, after_epoch=20).start()
 
 
 @pytest.fixture(scope="session", autouse=True)

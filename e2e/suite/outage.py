@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import threading
 
-import mlflow
-from kube import ApiError, wait_until
+from kube import ApiError
 
+from .preemption import RunWatch
 from .progress import progress
 from .runner import Outcome
 from .tracking import TrackingServer
@@ -21,8 +21,8 @@ from .variants import Variant
 
 
 class TrackingOutage:
-    def __init__(self, e2e, variant: Variant, after_epoch: int, metric: str):
-        self.e2e, self.variant, self.after_epoch, self.metric = e2e, variant, after_epoch, metric
+    def __init__(self, e2e, variant: Variant, after_epoch: int):
+        self.e2e, self.variant, self.after_epoch = e2e, variant, after_epoch
         self.server: TrackingServer | None = None
         self._thread: threading.Thread | None = None
         self._result: Outcome | BaseException | None = None
@@ -55,33 +55,21 @@ class TrackingOutage:
         box: dict = {}
         worker = threading.Thread(target=lambda: box.update(outcome=run.execute()), name=f"{o.slug} make run")
         worker.start()
-        client = mlflow.MlflowClient(self.server.uri)
-
-        def ended() -> str | None:
-            return None if worker.is_alive() else f"`make run` ended early:\n{run.outcome.output[-3000:]}"
-
-        def trained_epochs() -> int:
-            experiment = client.get_experiment_by_name(o.experiment)
-            runs = client.search_runs([experiment.experiment_id]) if experiment else []
-            return max((m.step for m in client.get_metric_history(runs[0].info.run_id, self.metric)), default=-1) \
-                if runs else -1
+        watch = RunWatch(run, worker, box)
 
         def pod_log() -> str:
             try:
-                pods = self.e2e.api.get(f"/api/v1/namespaces/{o.namespace}/pods",
-                                        labelSelector=f"app.kubernetes.io/name={o.slug}")["items"]
                 return "".join(self.e2e.api.raw(f"/api/v1/namespaces/{o.namespace}/pods/{p['metadata']['name']}/log")
-                               .decode(errors="replace") for p in pods)
+                               .decode(errors="replace") for p in watch.training_pods(terminating=True))
             except ApiError:
                 return ""
 
         try:
-            wait_until(lambda: trained_epochs() >= self.after_epoch, run.deadline + 300,
-                       f"{o.slug}: training past epoch {self.after_epoch}", interval=0.5, give_up=ended)
+            watch.until(lambda: watch.last_epoch() >= self.after_epoch, f"{o.slug}: training past epoch "
+                        f"{self.after_epoch}", timeout=run.deadline + 300)
             progress(f"{self.variant.id}: its tracking server stops while the pod trains")
             self.server.stop()
-            wait_until(lambda: "trying again in" in pod_log(), 120, "the pod to retry a tracking call", interval=0.5,
-                       give_up=ended)
+            watch.until(lambda: "trying again in" in pod_log(), "the pod to retry a tracking call", timeout=120)
         finally:
             self.server.start()
         progress(f"{self.variant.id}: its tracking server is back")

@@ -104,7 +104,9 @@ def holder_pod(project: str, image: str, scheduler_name: str, priority_class: st
     }
 
 
-class _Watch:
+class RunWatch:
+    """A run whose `make run` goes on in `worker`: waits that give up once it ended, its pods, its last epoch."""
+
     def __init__(self, run: ProjectRun, worker: threading.Thread, box: dict):
         self.run, self.worker, self.box = run, worker, box
         self.client = mlflow.MlflowClient(run.tracking_uri)
@@ -143,7 +145,7 @@ def preempt_midway(run: ProjectRun, holder: Holder, after_epoch: int = 20,
     box: dict = {}
     worker = threading.Thread(target=lambda: box.update(outcome=run.execute()), name=f"{o.slug} make run")
     worker.start()
-    watch = _Watch(run, worker, box)
+    watch = RunWatch(run, worker, box)
     holder_project = holder.project or o.project
     record.holder_namespace = f"runai-{holder_project}"
     holder_path = f"/api/v1/namespaces/{record.holder_namespace}/pods"

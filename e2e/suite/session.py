@@ -62,6 +62,10 @@ class E2ESession:
             self.labelled_nodes.append(node)
         return self
 
+    @property
+    def tracking_servers(self) -> list[TrackingServer]:
+        return [self.tracking, *self.own_servers]
+
     def own_tracking_server(self, name: str) -> TrackingServer:
         """A tracking server of its own, on the address pods reach (stopped by close()): for a scenario that stops
         its server while other runs go on with the session's."""
@@ -122,7 +126,7 @@ class E2ESession:
                              body={"metadata": {"labels": {NODE_TYPE_LABEL: None}}})
         if self.scheduler:
             self.scheduler.stop()
-        for server in [self.tracking, *self.own_servers]:
+        for server in self.tracking_servers:
             server.stop()
         leftovers = self.leftovers(wait=120)
         if self.target.teardown:
@@ -168,6 +172,6 @@ class E2ESession:
         for node in self.labelled_nodes:
             if self.api.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}).get(NODE_TYPE_LABEL) == NODE_TYPE:
                 found.append(f"label {NODE_TYPE_LABEL} on node {node}")
-        found += [f"mlflow tracking server process ({server.log_file.name})"
-                  for server in [self.tracking, *self.own_servers] if server.process and server.process.poll() is None]
+        found += [f"mlflow tracking server process ({server.log_file.name})" for server in self.tracking_servers
+                  if server.process and server.process.poll() is None]
         return found
