@@ -116,6 +116,7 @@ def setup_network(settings: ClusterSettings) -> None:
     addresses = run("ip", "-4", "-o", "addr", "show", "dev", settings.bridge).stdout
     if f"{settings.host_ip}/" not in addresses:
         run("ip", "addr", "add", f"{settings.host_ip}/{prefix}", "dev", settings.bridge)
+    run("ip", "link", "set", settings.bridge, "address", settings.bridge_mac)
     run("ip", "link", "set", settings.bridge, "up")
     if settings.service_cidr not in run("ip", "route", "show", "type", "blackhole").stdout:
         run("ip", "route", "add", "blackhole", settings.service_cidr)

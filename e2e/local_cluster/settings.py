@@ -67,6 +67,15 @@ class ClusterSettings:
         return self.bin_dir / f"pause-{PAUSE_VERSION}" / "pause"
 
     @property
+    def bridge_mac(self) -> str:
+        """The bridge's own hardware address, set once: left unset, a Linux bridge takes the lowest address of
+        its ports and changes it as pods' veths come and go, and a pod that resolved the gateway before holds
+        the old one; its packets to the host are dropped until its neighbour entry expires (a new connection
+        to the tracking server stalled 11-63 s in SYN-SENT while other pods ended). Locally administered
+        (02:00), then the host address's four bytes."""
+        return "02:00:" + ":".join(f"{int(octet):02x}" for octet in self.host_ip.split("."))
+
+    @property
     def containerd_root(self) -> Path:
         """The node's image store: containerd's root, a cache (node_images.py)."""
         return self.cache_dir / "containerd"

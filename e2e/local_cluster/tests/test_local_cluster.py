@@ -71,6 +71,27 @@ def test_gpu_job_runs_from_local_registry_and_reaches_host(cluster, api, namespa
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
 
 
+
+def bridge_address(bridge: str) -> str:
+    return Path(f"/sys/class/net/{bridge}/address").read_text().strip()
+
+
+def test_the_gateway_address_pods_resolved_stays_while_pods_come_and_go(cluster):
+    """Pods resolve the host (the bridge) once and keep its hardware address. A veth joins the bridge with
+    each pod, as this one does, with an address below every other: an unset bridge address would follow it
+    and change back when it leaves, and each change stalled pods' traffic to the host (the tracking server)."""
+    bridge = cluster.settings.bridge
+    assert bridge_address(bridge) == cluster.settings.bridge_mac
+    host_end, pod_end = f"rmtest{uuid.uuid4().hex[:6]}", f"rmpeer{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", host_end, "address", "02:00:00:00:00:01", "type", "veth",
+                    "peer", "name", pod_end], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", host_end, "master", bridge, "up"], check=True)
+        assert bridge_address(bridge) == cluster.settings.bridge_mac
+    finally:
+        subprocess.run(["ip", "link", "del", host_end], check=True)
+    assert bridge_address(bridge) == cluster.settings.bridge_mac
+
 # Index 0 answers one request with its hostname; index 1 finds it by name, as torchrun's rendezvous at
 # index 0 does, then asks for a name outside the cluster.
 PEERS = """
