@@ -71,7 +71,6 @@ def test_gpu_job_runs_from_local_registry_and_reaches_host(cluster, api, namespa
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
 
 
-
 def bridge_address(bridge: str) -> str:
     return Path(f"/sys/class/net/{bridge}/address").read_text().strip()
 
@@ -91,6 +90,7 @@ def test_the_gateway_address_pods_resolved_stays_while_pods_come_and_go(cluster)
     finally:
         subprocess.run(["ip", "link", "del", host_end], check=True)
     assert bridge_address(bridge) == cluster.settings.bridge_mac
+
 
 # Index 0 answers one request with its hostname; index 1 finds it by name, as torchrun's rendezvous at
 # index 0 does, then asks for a name outside the cluster.
