@@ -22,8 +22,8 @@ SHARDS = {"sigterm": "(sigterm or damaged) and not distributed", "long_epoch": "
 SHARD_SIZES = {"sigterm": 2, "long_epoch": 1, "tracking_server": 2}
 # The project's tests, bad-parameter cases and those of its CPU threads (tests/test_cpus.py) included; pytorch's
 # adds --procs-per-node, the distributed ones, the check of its CUDA pins (tests/test_requirements.py) and a
-# checkpoint resumed on another device (tests/test_trainer.py).
-SUITE_SIZES = {"sklearn": 34, "pytorch": 43}
+# checkpoint resumed on another device, the bundled data and what each rank loads (tests/test_trainer.py).
+SUITE_SIZES = {"sklearn": 34, "pytorch": 45}
 DISTRIBUTED = {"sklearn": 0, "pytorch": 6}
 # The fraction variant differs from the defaults in answers the training never reads (the GPU request, the
 # description): its suite is the defaults' suite, so it runs only the quick shard, as a check of the rendering.

@@ -25,7 +25,7 @@ EXPECTED_FILES = {
     "submit.py", "follow.py", "cancel.py", "cluster.py",
     "tests/test_train.py", "tests/test_cpus.py",
 }
-PYTORCH_FILES = {"requirements-cuda.txt", "requirements-torch.txt", "launch.py", "team.py",
+PYTORCH_FILES = {"requirements-cuda.txt", "requirements-torch.txt", "launch.py", "team.py", "replica.py",
                  "tests/test_requirements.py", "tests/test_trainer.py"}
 LEFTOVER_JINJA = re.compile(r"{{\s*cookiecutter|{%|%}|{#")
 

@@ -11,7 +11,7 @@ starts a new pod (retry.py). What is trained, and how, lives in trainer.py.
 {%- if cookiecutter.framework == "pytorch" %}
 
 With several training processes (launch.py), this is rank 0's life cycle; the other ranks only
-train (replica below), from the checkpoint rank 0 shares with them.
+train (replica.py), from the checkpoint rank 0 shares with them.
 {%- endif %}
 """
 
@@ -28,9 +28,9 @@ import mlflow
 import cpus
 {% if cookiecutter.framework == "pytorch" %}import launch
 {% endif %}import trainer
-from checkpoint import {{ "Replica, " if cookiecutter.framework == "pytorch" else "" }}ResumableRun
+from checkpoint import ResumableRun
 from loop import Schedule
-from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, {{ "WHO, " if cookiecutter.framework == "pytorch" else "" }}Preempted, StopRequest
+from preemption import PREEMPTED_EXIT_CODE, TRANSIENT_EXIT_CODE, Preempted, StopRequest
 from retry import Retry, TrackingUnavailable
 
 CONTINUES_TAG = "continues_run"
@@ -78,19 +78,11 @@ def start_run(continue_run: str, retry: Retry):
     return mlflow.start_run(run_id=continue_run)
 
 
-def schedule_of(args: argparse.Namespace) -> Schedule:
-    return Schedule(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
-
-
 def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
     """Train in the run from its last checkpoint to the end; the exit code says what the Job does next."""
-{%- if cookiecutter.framework == "pytorch" %}
-    if launch.rank() != 0:
-        return replica(args, stop)
-{%- endif %}
     print(f"tracking server: {mlflow.get_tracking_uri()}", flush=True)
     retry = Retry(args.retry_seconds)
-    schedule = schedule_of(args)
+    schedule = Schedule.of(args)
     try:
         run = retry("starting the run", start_run, args.continue_run, retry)
         retry("tagging the run", mlflow.set_tags,
@@ -123,21 +115,3 @@ def run(args: argparse.Namespace, stop: StopRequest, description: str) -> int:
             mlflow.end_run(status="FAILED")
         return 1
     return 0
-{%- if cookiecutter.framework == "pytorch" %}
-
-
-def replica(args: argparse.Namespace, stop: StopRequest) -> int:
-    """A rank other than 0: train with the others, and leave the run (tags, metrics, checkpoints, model,
-    its status) to rank 0."""
-    schedule = schedule_of(args)
-    try:
-        run_id = os.environ.get("MLFLOW_RUN_ID", "") if args.continue_run == "none" else args.continue_run
-        print(trainer.train(args, Replica(run_id), schedule, stop), flush=True)
-    except Preempted as stopped:
-        print(stopped, file=sys.stderr, flush=True)
-        return PREEMPTED_EXIT_CODE
-    except Exception as err:  # noqa: BLE001 - rank 0 sees its peer gone, and reports the run
-        print(f"{WHO}training failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-{%- endif %}

@@ -66,6 +66,10 @@ class Schedule:
         self.epochs, self.checkpoint_every = epochs, checkpoint_every
         self.checkpoint_seconds, self.log_every = checkpoint_minutes * 60, log_every
 
+    @classmethod
+    def of(cls, args) -> Schedule:
+        return cls(args.epochs, args.checkpoint_every, args.checkpoint_minutes, args.log_every)
+
 
 def train_steps(run: ResumableRun | Replica, schedule: Schedule, stop: StopRequest, steps: Steps,
                 team: Team = ALONE) -> None:

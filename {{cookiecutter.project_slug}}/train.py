@@ -86,19 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         print(cpus.share_among(args.procs_per_node), flush=True)
     if launch.distributed(args.procs_per_node) and not launch.in_worker():
         return launch.torchrun(args.procs_per_node, sys.argv[1:] if argv is None else argv, STOP)
-{%- else %}
-    print(cpus.share_among(1), flush=True)
-{%- endif %}
-    import lifecycle  # noqa: PLC0415 - loads MLflow and the framework: only once the arguments are good
+    # Loading MLflow and the framework takes seconds: only once the arguments are good. Ranks other than 0
+    # never talk to the tracking server, and skip MLflow (replica.py).
+    if launch.rank() != 0:
+        import replica  # noqa: PLC0415
 
-{%- if cookiecutter.framework == "pytorch" %}
+        code = replica.run(args, STOP)
+    else:
+        import lifecycle  # noqa: PLC0415
 
-    code = lifecycle.run(args, STOP, DESCRIPTION)
+        code = lifecycle.run(args, STOP, DESCRIPTION)
     launch.report_exit(code)
     if launch.in_worker():
         launch.exit_now(code)
     return code
 {%- else %}
+    print(cpus.share_among(1), flush=True)
+    import lifecycle  # noqa: PLC0415 - loads MLflow and the framework: only once the arguments are good
 
     return lifecycle.run(args, STOP, DESCRIPTION)
 {%- endif %}
