@@ -19,10 +19,11 @@ from kube.paths import REPO_ROOT
 
 from .outage import TrackingOutage
 from .progress import progress
+from .resume_failed import resume_failed_run
 from .runner import Outcome
 from .session import E2ESession
 from .targets import TargetSetupError
-from .variants import FAILING, MATRIX, TRACKING_OUTAGE, Variant
+from .variants import FAILING, MATRIX, RESUMED_AFTER_DEADLINE, TRACKING_OUTAGE, Variant
 
 PHASES = ["bake", "env image", "env push", "mlflow build+push", "schedule", "pod run", "mlflow run", "assert"]
 SESSION_KEY = pytest.StashKey[E2ESession]()
@@ -96,14 +97,18 @@ def concurrent_runs(e2e, request, background_scenarios) -> dict[str, Outcome]:
     Each is a project of its own with its own queue, so none waits for another's outcome.
     """
     runs = wanted_runs(request.session.items)
-    if background_scenarios:  # its pod keeps the node's CPUs it asked for to itself (outage.py)
+
+    def until_the_scenario_ended() -> None:
+        """Its pod counts as one of the pool's runs until it ends (outage.py)."""
         with contextlib.suppress(Exception):  # its own test reports what went wrong
             background_scenarios.settle(timeout=TRACKING_OUTAGE.deadline + 600)
+
     started = time.monotonic()
     # In one Run:ai project's queue, a run of higher priority (interactive, build-preemptible) preempts a
     # train run when the GPUs are taken, as Run:ai does: there the variants run one at a time.
     jobs = int(os.environ.get("E2E_JOBS", "1" if e2e.target.runai_project else "3"))
-    outcomes = e2e.run_all(runs, jobs)
+    outcomes = e2e.run_all(runs, jobs, busy=until_the_scenario_ended if background_scenarios else None,
+                           follow_ups={RESUMED_AFTER_DEADLINE.id: resume_failed_run})
     seconds = time.monotonic() - started
     matrix = sum(variant in MATRIX for variant in runs)
     progress(f"matrix of {matrix} variants and {len(runs) - matrix} failing runs ran in {seconds:.0f}s")

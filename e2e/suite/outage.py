@@ -3,8 +3,9 @@
 Most of its minute is waiting: for the pod to train past epoch 20, for the pod to find the server gone,
 for the server to come back. On a tracking server of its own it disturbs no other run, so it goes on
 beside the first test (Ctrl-C, itself mostly waiting) instead of after every other; its test asserts
-what it saw. The matrix's pool waits for it to end (`settle`): a third pod on the node's 2 CPUs would
-wait for CPU, and in a researcher's one project an interactive run would preempt it.
+what it saw. Until it ends (`settle`) it holds one of the matrix pool's slots, as a run of the matrix
+would: one more pod on the node's 2 CPUs would wait for CPU, and in a researcher's one project an
+interactive run would preempt it.
 """
 
 from __future__ import annotations

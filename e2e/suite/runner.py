@@ -61,6 +61,7 @@ class Outcome:
     phases: dict = field(default_factory=dict)
     pod_logs: dict = field(default_factory=dict)
     error: str = ""
+    follow_up: object = None  # what the pool did next with the run, see E2ESession.run_all
 
     @property
     def credentials_secret(self) -> str:

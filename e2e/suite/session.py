@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,7 +100,16 @@ class E2ESession:
                     "E2E_NODE_TYPE to run this variant")
         return None
 
-    def run_all(self, variants: list[Variant], jobs: int) -> dict[str, Outcome]:
+    def run_all(self, variants: list[Variant], jobs: int, busy: Callable[[], object] | None = None,
+                follow_ups: Mapping[str, Callable[[ProjectRun], object]] | None = None) -> dict[str, Outcome]:
+        """Run the variants, `jobs` at a time.
+
+        busy: what holds one of the pool's slots from the start (a scenario already under way in the
+        background); once it returns, that slot takes runs too.
+        follow_ups: by variant id, what the run's slot does next with it (`make resume` of a failed run), so
+        that it overlaps the rest of the matrix instead of following it; its result, or what it raised, is
+        the outcome's `follow_up`.
+        """
         # Longest first: a pytorch environment (several GB to build, push and pull on a cold machine) then
         # overlaps the short runs instead of starting last; then the failing runs, one of which trains until
         # its 45 s deadline.
@@ -109,9 +119,22 @@ class E2ESession:
         # cluster idle for most of its 45 s at the end of the matrix.
         waiting = [r for r in runs if r.variant.never_scheduled]
         working = [r for r in runs if not r.variant.never_scheduled]
+
+        def run_and_follow_up(run: ProjectRun) -> Outcome:
+            outcome = run.execute()
+            follow_up = (follow_ups or {}).get(run.variant.id)
+            if follow_up:
+                try:
+                    outcome.follow_up = follow_up(run)
+                except Exception as err:  # noqa: BLE001 - raised again by the test that reads it
+                    outcome.follow_up = err
+            return outcome
+
         with ThreadPoolExecutor(max(1, len(waiting))) as beside, ThreadPoolExecutor(max(1, jobs)) as pool:
             waited = [beside.submit(r.execute) for r in waiting]
-            outcomes = list(pool.map(lambda r: r.execute(), working))
+            if busy:
+                pool.submit(busy)  # first in the queue: the first slot is its until it returns
+            outcomes = list(pool.map(run_and_follow_up, working))
         return {o.variant.id: o for o in [*outcomes, *(w.result() for w in waited)]}
 
     def close(self) -> list[str]:
