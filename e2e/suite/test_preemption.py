@@ -132,24 +132,29 @@ class Uninterrupted:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def uninterrupted_long_epoch(e2e, preempted, tmp_path_factory) -> Iterator[Uninterrupted | None]:
+def uninterrupted_long_epoch(e2e, preempted, tmp_path_factory) -> Iterator[Uninterrupted | Exception | None]:
     """Started as soon as the waves are over: its half-minute of one core then overlaps the gang and reclaim
     cases, which mostly wait, instead of following them (it ran after every other case)."""
     if not isinstance(preempted.get("preempt-long-epoch"), Preemption):
         yield None
         return
     p = preempted["preempt-long-epoch"]
-    project = e2e.work_dir / p.outcome.variant.id / p.outcome.slug
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    (folder / "claim").mkdir()
-    (folder / "claim" / LONG_EPOCH_FILE).write_text(DATA_FILES[LONG_EPOCH_FILE])
-    args = [arg for key, value in LONG_EPOCH.items() for arg in (f"--{key.replace('_', '-')}", value)]
-    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "DATA_DIR": str(folder / "claim")}
-    env.pop("MLFLOW_RUN_ID", None)
-    with open(folder / "train.log", "w") as log:
-        process = subprocess.Popen([str(project_venv(project) / "bin" / "python"), str(project / "train.py"), *args],
-                                   cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        project = e2e.work_dir / p.outcome.variant.id / p.outcome.slug
+        folder = tmp_path_factory.mktemp("uninterrupted")
+        (folder / "claim").mkdir()
+        (folder / "claim" / LONG_EPOCH_FILE).write_text(DATA_FILES[LONG_EPOCH_FILE])
+        args = [arg for key, value in LONG_EPOCH.items() for arg in (f"--{key.replace('_', '-')}", value)]
+        tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "DATA_DIR": str(folder / "claim")}
+        env.pop("MLFLOW_RUN_ID", None)
+        python = project_venv(project) / "bin" / "python"
+        with open(folder / "train.log", "w") as log:
+            process = subprocess.Popen([str(python), str(project / "train.py"), *args],
+                                       cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    except Exception as err:  # noqa: BLE001 - the long-epoch test's failure, not every test's of this module
+        yield err
+        return
     try:
         yield Uninterrupted(process, tracking_uri, folder)
     finally:
@@ -350,6 +355,8 @@ def test_a_long_epoch_preempted_midway_stops_at_a_step_and_ends_as_if_uninterrup
     assert rate and train_rows / int(rate[1].replace(",", "")) > 10, "an epoch longer than the 10 s grace period"
 
     # The same parameters, uninterrupted, on this machine (started after the waves, see the fixture).
+    if isinstance(uninterrupted_long_epoch, Exception):
+        raise uninterrupted_long_epoch
     code, output = uninterrupted_long_epoch.finished()
     assert code == 0, output[-2000:]
     here = mlflow.MlflowClient(uninterrupted_long_epoch.tracking_uri)
