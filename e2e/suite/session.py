@@ -83,11 +83,6 @@ class E2ESession:
         self.runs.append(run)
         return run
 
-    def run_of(self, outcome: Outcome) -> ProjectRun:
-        """The run that made this outcome: to go on with it (`make resume`)."""
-        [run] = [run for run in self.runs if run.outcome is outcome]
-        return run
-
     def cannot_run(self, variant: Variant) -> str | None:
         """Why this target cannot run the variant, or None."""
         if variant.needs_fake_scheduler and not self.scheduler:
