@@ -4,9 +4,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from . import longest_first
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = json.loads((ROOT / "cookiecutter.json").read_text())
 ANSWER_KEYS = {key for key in DEFAULTS if not key.startswith("_")}
+
+
+def pytest_collection_modifyitems(items):
+    longest_first.order(items)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """-n's default distribution (load) deals the costliest tests first: make test's time is its longest tests'."""
+    return longest_first.LongestFirst(config, log) if config.getvalue("dist") == "load" else None
 
 
 def bake_project(cookies, **answers):

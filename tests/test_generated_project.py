@@ -31,6 +31,14 @@ DISTRIBUTED = {"sklearn": 0, "pytorch": 6}
 RUNS = [(name, shard) for name, answers in VARIANTS.items() for shard in SHARDS
         if (name != "fraction" or shard == "rest")
         and (shard != "distributed" or DISTRIBUTED[answers.get("framework", "sklearn")])]
+# Seconds each run takes alone on the 2-core CI machine (one thread per training): make test starts the longest
+# first (tests/longest_first.py). Only the order depends on them: a figure gone stale costs time, never a result.
+SECONDS = {"sklearn": {"sigterm": 23, "long_epoch": 25, "tracking_server": 38, "rest": 27},
+           "pytorch": {"sigterm": 40, "long_epoch": 32, "tracking_server": 53, "distributed": 87, "rest": 50}}
+
+
+def framework(name: str) -> str:
+    return VARIANTS[name].get("framework", "sklearn")
 
 
 def threads_per_training() -> dict[str, str]:
@@ -44,7 +52,9 @@ def threads_per_training() -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "shard"), RUNS, ids=[f"{name}-{shard}" for name, shard in RUNS])
+@pytest.mark.parametrize(("name", "shard"), [
+    pytest.param(name, shard, id=f"{name}-{shard}", marks=pytest.mark.seconds(SECONDS[framework(name)][shard]))
+    for name, shard in RUNS])
 def test_generated_project_tests_pass(bake, name, shard):
     variant = VARIANTS[name]
     result = bake(**variant)
@@ -56,8 +66,7 @@ def test_generated_project_tests_pass(bake, name, shard):
     run = subprocess.run(["make", "--no-print-directory", "test", f"PYTHON={python}"],
                          cwd=project, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    framework = variant.get("framework", "sklearn")
-    sizes = {**SHARD_SIZES, "distributed": DISTRIBUTED[framework]}
-    suite = SUITE_SIZES[framework]
+    sizes = {**SHARD_SIZES, "distributed": DISTRIBUTED[framework(name)]}
+    suite = SUITE_SIZES[framework(name)]
     selected = sizes.get(shard, suite - sum(sizes.values()))
     assert f"{selected} passed, {suite - selected} deselected" in run.stdout, run.stdout[-500:]
