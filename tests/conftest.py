@@ -15,8 +15,9 @@ def pytest_collection_modifyitems(items):
     longest_first.order(items)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, which -p no:xdist leaves out
 def pytest_xdist_make_scheduler(config, log):
-    """-n's default distribution (load) deals the costliest tests first: make test's time is its longest tests'."""
+    """-n's default distribution (load) deals the longest tests first: make test's time is bound by them."""
     return longest_first.LongestFirst(config, log) if config.getvalue("dist") == "load" else None
 
 
