@@ -25,20 +25,21 @@ SHARD_SIZES = {"sigterm": 2, "long_epoch": 1, "tracking_server": 2}
 # checkpoint resumed on another device, the bundled data and what each rank loads (tests/test_trainer.py).
 SUITE_SIZES = {"sklearn": 34, "pytorch": 45}
 DISTRIBUTED = {"sklearn": 0, "pytorch": 6}
-# The fraction variant differs from the defaults in answers the training never reads (the GPU request, the
-# description): its suite is the defaults' suite, so it runs only the quick shard, as a check of the rendering.
-# Only pytorch trains in several processes: sklearn has no distributed shard.
-RUNS = [(name, shard) for name, answers in VARIANTS.items() for shard in SHARDS
-        if (name != "fraction" or shard == "rest")
-        and (shard != "distributed" or DISTRIBUTED[answers.get("framework", "sklearn")])]
-# Seconds each run takes alone on the 2-core CI machine (one thread per training): make test starts the longest
-# first (tests/longest_first.py). Only the order depends on them: a figure gone stale costs time, never a result.
-SECONDS = {"sklearn": {"sigterm": 23, "long_epoch": 25, "tracking_server": 38, "rest": 27},
-           "pytorch": {"sigterm": 40, "long_epoch": 32, "tracking_server": 53, "distributed": 87, "rest": 50}}
 
 
 def framework(name: str) -> str:
     return VARIANTS[name].get("framework", "sklearn")
+
+
+# The fraction variant differs from the defaults in answers the training never reads (the GPU request, the
+# description): its suite is the defaults' suite, so it runs only the quick shard, as a check of the rendering.
+# Only pytorch trains in several processes: sklearn has no distributed shard.
+RUNS = [(name, shard) for name in VARIANTS for shard in SHARDS
+        if (name != "fraction" or shard == "rest") and (shard != "distributed" or DISTRIBUTED[framework(name)])]
+# Seconds each run takes alone on the 2-core CI machine (one thread per training): make test starts the longest
+# first (tests/longest_first.py). Only the order depends on them: a figure gone stale costs time, never a result.
+SECONDS = {"sklearn": {"sigterm": 23, "long_epoch": 25, "tracking_server": 38, "rest": 27},
+           "pytorch": {"sigterm": 40, "long_epoch": 32, "tracking_server": 53, "distributed": 87, "rest": 50}}
 
 
 def threads_per_training() -> dict[str, str]:

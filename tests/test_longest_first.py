@@ -76,7 +76,7 @@ def test_every_test_runs_once_and_every_long_one_starts_before_any_waits():
         for before, after in zip(worker_tests, worker_tests[1:], strict=False):
             assert not (before < len(LONG) and after < len(LONG)), \
                 f"long test {after} was queued behind long test {before}"
-    # The quick tests fill in around the long ones: the run ends within a quick test of an even share.
+    # The quick tests fill in around the long ones: the run ends within the shortest long test of an even share.
     assert end <= max(sum(seconds) / WORKERS, LONG[0]) + LONG[-1], f"ended at {end:.0f} s"
 
 
